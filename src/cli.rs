@@ -1,0 +1,202 @@
+//! The command line: the original's Go-style flags (`-port 8888`, single dash) and their
+//! `--` forms, parsed with clap.
+
+use std::{path::PathBuf, time::Duration};
+
+use clap::Parser;
+use libp2p::Multiaddr;
+
+use crate::{
+    config::{Config, Limits},
+    node::{NodeConfig, NodeKey},
+};
+
+/// The public IPFS bootstrap peers, as the original used by default.
+pub const DEFAULT_BOOTSTRAP: [&str; 5] = [
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmNnooDu7bfjPFoTZYxMNLWUQJyrVwtbZg5gBMjTezGAJN",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmQCU2EcMqAqQPR2i9bChDtGNJchTbq5TbXJJ16u19uLTa",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmbLHAnMoJPWSCR5Zhtx6BHJX9KiKNN6tpvbUcqanj75Nb",
+    "/dnsaddr/bootstrap.libp2p.io/p2p/QmcZf59bWwK5XFi76CZX8cbJ4BhTzzA3gU1ZjYZcYW3dwt",
+    "/ip4/104.131.131.82/tcp/4001/p2p/QmaCpDMGvV2BGHeYERUEnrQAwfJAtvUdwt2sJ7zDRZYTnf",
+];
+
+/// Puts browsers on the libp2p network: a WebSocket at /libp2p drives a libp2p node.
+///
+/// Flags may be written with one dash, as the original's were (-port 8888), or two.
+#[derive(Debug, Parser)]
+#[command(name = "libp2p-websocket", disable_version_flag = true, max_term_width = 100)]
+pub struct Cli {
+    /// Host address for the HTTP/WebSocket server (0.0.0.0 serves the LAN)
+    #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]
+    pub addr: String,
+    /// Port for the HTTP/WebSocket server
+    #[arg(long, default_value_t = 8888)]
+    pub port: u16,
+    /// Serve pages live from DIR instead of the embedded ones (repeatable; first match wins)
+    #[arg(long, value_name = "DIR")]
+    pub files: Vec<PathBuf>,
+    /// Open http://localhost:PORT/PAGE in the default browser once listening
+    #[arg(long, value_name = "PAGE")]
+    pub browse: Option<String>,
+    /// Never open a browser (overrides -browse)
+    #[arg(long)]
+    pub nobrowse: bool,
+    /// Start the libp2p node at launch with this key (base64 protobuf, as Identify gives)
+    #[arg(long, value_name = "KEY", conflicts_with = "key_file")]
+    pub key: Option<String>,
+    /// Start the node at launch with the key in PATH, creating it (mode 0600) if missing
+    #[arg(long, value_name = "PATH")]
+    pub key_file: Option<PathBuf>,
+    /// libp2p address to listen on (repeatable; default TCP and QUIC on all interfaces)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+    /// Add a bootstrap peer to dial at start (repeatable)
+    #[arg(long, value_name = "MULTIADDR")]
+    pub peer: Vec<Multiaddr>,
+    /// Clear the default bootstrap list (the public IPFS bootstrap peers)
+    #[arg(long)]
+    pub nopeers: bool,
+    /// Report this node as publicly reachable (Identify's PUBLIC=1)
+    #[arg(long, conflicts_with = "fakenatprivate")]
+    pub fakenatpublic: bool,
+    /// Report this node as behind a NAT (Identify's PUBLIC=0)
+    #[arg(long)]
+    pub fakenatprivate: bool,
+    /// Admit WebSocket connections from pages of this origin too (repeatable)
+    #[arg(long, value_name = "ORIGIN")]
+    pub allow_origin: Vec<String>,
+    /// Longest frame on a FRAMES=1 stream, in bytes (longer ones close the stream)
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_frame)]
+    pub max_frame: usize,
+    /// Streams per remote peer, all sessions together (kept below yamux's limit)
+    #[arg(long, value_name = "N", default_value_t = 400)]
+    pub max_streams_per_peer: usize,
+    /// Streams per browser session
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_streams_per_session)]
+    pub max_streams_per_session: usize,
+    /// Listened protocols per browser session
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_listeners_per_session)]
+    pub max_listeners_per_session: usize,
+    /// Print the version and exit
+    #[arg(long)]
+    pub version: bool,
+}
+
+impl Cli {
+    /// Parses `args` (program name first), accepting the original's single-dash flags.
+    pub fn parse_compat<I: IntoIterator<Item = String>>(args: I) -> Result<Self, clap::Error> {
+        let longs: Vec<String> = <Self as clap::CommandFactory>::command()
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .chain(["help".to_string()])
+            .collect();
+        let args = args.into_iter().enumerate().map(|(i, arg)| {
+            let name = arg.strip_prefix('-').filter(|rest| !rest.starts_with('-'));
+            match name {
+                Some(rest)
+                    if i > 0 && longs.iter().any(|l| l == rest.split('=').next().unwrap_or("")) =>
+                {
+                    format!("-{arg}")
+                }
+                _ => arg,
+            }
+        });
+        Self::try_parse_from(args)
+    }
+
+    /// The daemon's configuration.
+    pub fn into_config(self) -> Result<Config, crate::node::KeyError> {
+        let key = match (&self.key, &self.key_file) {
+            (Some(text), _) => Some(NodeKey::from_text(text)?),
+            (None, Some(path)) => Some(NodeKey::load_or_create(path)?),
+            (None, None) => None,
+        };
+        let mut bootstrap: Vec<Multiaddr> = if self.nopeers {
+            Vec::new()
+        } else {
+            DEFAULT_BOOTSTRAP.iter().map(|a| a.parse().expect("valid multiaddr")).collect()
+        };
+        bootstrap.extend(self.peer);
+        let public = if self.fakenatpublic {
+            Some(true)
+        } else if self.fakenatprivate {
+            Some(false)
+        } else {
+            None
+        };
+        let listen =
+            if self.listen.is_empty() { NodeConfig::default_listen() } else { self.listen };
+        Ok(Config {
+            node: NodeConfig {
+                listen,
+                bootstrap,
+                max_streams_per_peer: self.max_streams_per_peer,
+                public,
+                idle_timeout: Duration::from_secs(60),
+            },
+            key,
+            addr_host: Some(self.addr),
+            allow_origins: self.allow_origin,
+            files: self.files,
+            browse: if self.nobrowse { None } else { self.browse },
+            limits: Limits {
+                max_frame: self.max_frame,
+                max_message: self.max_frame + 64,
+                max_streams_per_session: self.max_streams_per_session,
+                max_listeners_per_session: self.max_listeners_per_session,
+                ..Limits::default()
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Cli {
+        let args =
+            std::iter::once("libp2p-websocket").chain(args.iter().copied()).map(String::from);
+        Cli::parse_compat(args).unwrap()
+    }
+
+    #[test]
+    fn single_and_double_dash_flags() {
+        let cli = parse(&[
+            "-port",
+            "9000",
+            "-files",
+            "html",
+            "--files=examples",
+            "-nopeers",
+            "-listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "-browse=chat.html",
+        ]);
+        assert_eq!(cli.port, 9000);
+        assert_eq!(cli.files, vec![PathBuf::from("html"), PathBuf::from("examples")]);
+        assert!(cli.nopeers);
+        assert_eq!(cli.browse.as_deref(), Some("chat.html"));
+        let config = cli.into_config().unwrap();
+        assert!(config.node.bootstrap.is_empty());
+        assert_eq!(config.node.listen.len(), 1);
+    }
+
+    #[test]
+    fn defaults_and_conflicts() {
+        let cli = parse(&[]);
+        assert_eq!(cli.port, 8888);
+        let config = cli.into_config().unwrap();
+        assert_eq!(config.node.bootstrap.len(), DEFAULT_BOOTSTRAP.len());
+        assert_eq!(config.node.listen, NodeConfig::default_listen());
+        assert!(config.key.is_none());
+        let args = ["x", "-fakenatpublic", "-fakenatprivate"].map(String::from);
+        assert!(Cli::parse_compat(args).is_err());
+        assert!(parse(&["-version"]).version);
+        assert!(parse(&["-browse", "chat.html", "-nobrowse"])
+            .into_config()
+            .unwrap()
+            .browse
+            .is_none());
+    }
+}

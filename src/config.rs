@@ -1,0 +1,81 @@
+//! The daemon's configuration, as the CLI (or a test) builds it.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use crate::node::{NodeConfig, NodeKey};
+
+/// Limits that keep one browser or peer from taking the daemon down.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest frame on a FRAMES=1 stream, either way, in bytes.
+    pub max_frame: usize,
+    /// Longest WebSocket message from a browser, in bytes.
+    pub max_message: usize,
+    /// Streams (open or being opened) per session.
+    pub max_streams_per_session: usize,
+    /// Listened protocols per session.
+    pub max_listeners_per_session: usize,
+    /// Bytes queued towards streams per session before its WebSocket is paused.
+    pub session_write_buffer: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame: 1024 * 1024,
+            max_message: 1024 * 1024 + 64,
+            max_streams_per_session: 4096,
+            max_listeners_per_session: 64,
+            session_write_buffer: 8 * 1024 * 1024,
+        }
+    }
+}
+
+/// Everything [`run`](crate::run) needs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The libp2p node's settings.
+    pub node: NodeConfig,
+    /// The key to start the node with at launch; `None` starts it on the first Start.
+    pub key: Option<NodeKey>,
+    /// The `-addr` host, which is also admitted as an origin.
+    pub addr_host: Option<String>,
+    /// Extra origins admitted to `/libp2p` (`--allow-origin`).
+    pub allow_origins: Vec<String>,
+    /// Folders to serve pages from instead of the embedded ones (`-files`).
+    pub files: Vec<PathBuf>,
+    /// A page to open in the browser once listening (`-browse`).
+    pub browse: Option<String>,
+    pub limits: Limits,
+}
+
+impl Config {
+    /// A configuration for tests and embedding: loopback-only libp2p, no bootstrap peers.
+    pub fn local() -> Self {
+        Self {
+            node: NodeConfig {
+                listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
+                bootstrap: Vec::new(),
+                max_streams_per_peer: 400,
+                public: None,
+                idle_timeout: std::time::Duration::from_secs(60),
+            },
+            key: None,
+            addr_host: None,
+            allow_origins: Vec::new(),
+            files: Vec::new(),
+            browse: None,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Whether an address is on this machine.
+pub fn is_loopback(addr: &SocketAddr) -> bool {
+    match addr.ip() {
+        std::net::IpAddr::V4(ip) => ip.is_loopback(),
+        std::net::IpAddr::V6(ip) => {
+            ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}

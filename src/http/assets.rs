@@ -1,0 +1,180 @@
+//! The pages: compiled into the binary by `build.rs`, or read live from `-files` folders.
+
+use std::path::{Component, Path, PathBuf};
+
+use axum::{
+    body::Body,
+    http::{header, HeaderMap, HeaderValue, StatusCode},
+    response::{IntoResponse, Response},
+};
+
+#[path = "mime.rs"]
+mod mime;
+
+/// One embedded file.
+pub struct Asset {
+    pub path: &'static str,
+    pub content_type: &'static str,
+    pub etag: &'static str,
+    pub body: &'static [u8],
+}
+
+include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+
+/// The embedded file at `path` (no leading `/`).
+pub fn embedded(path: &str) -> Option<&'static Asset> {
+    EMBEDDED.binary_search_by(|a| a.path.cmp(path)).ok().map(|i| &EMBEDDED[i])
+}
+
+/// Where pages come from.
+#[derive(Debug, Clone)]
+pub enum Pages {
+    Embedded,
+    /// `-files` folders, canonical, first holding the path wins.
+    Folders(Vec<PathBuf>),
+}
+
+impl Pages {
+    /// Checks the `-files` folders exist and fixes their canonical paths.
+    pub fn new(folders: &[PathBuf]) -> std::io::Result<Self> {
+        if folders.is_empty() {
+            return Ok(Self::Embedded);
+        }
+        let mut canonical = Vec::new();
+        for folder in folders {
+            let path = folder.canonicalize().map_err(|e| {
+                std::io::Error::new(e.kind(), format!("-files {}: {e}", folder.display()))
+            })?;
+            if !path.is_dir() {
+                let msg = format!("-files {}: not a folder", folder.display());
+                return Err(std::io::Error::new(std::io::ErrorKind::NotADirectory, msg));
+            }
+            canonical.push(path);
+        }
+        Ok(Self::Folders(canonical))
+    }
+
+    /// Answers a GET for `uri_path` (as sent, percent-encoded).
+    pub async fn serve(&self, uri_path: &str, headers: &HeaderMap) -> Response {
+        let Some(path) = clean_path(uri_path) else {
+            return (StatusCode::BAD_REQUEST, "bad path").into_response();
+        };
+        match self {
+            Self::Embedded => match embedded(&path) {
+                Some(a) => respond(headers, a.content_type, a.etag.to_string(), Body::from(a.body)),
+                None => not_found(),
+            },
+            Self::Folders(folders) => {
+                for folder in folders {
+                    if let Some(bytes) = read_inside(folder, &path).await {
+                        let etag = format!("\"{:016x}\"", mime::fnv1a(&bytes));
+                        return respond(
+                            headers,
+                            mime::content_type(&path),
+                            etag,
+                            Body::from(bytes),
+                        );
+                    }
+                }
+                not_found()
+            }
+        }
+    }
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found").into_response()
+}
+
+fn respond(headers: &HeaderMap, content_type: &'static str, etag: String, body: Body) -> Response {
+    let matches = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    let etag = HeaderValue::from_str(&etag).expect("hex etag");
+    let mut response =
+        if matches { StatusCode::NOT_MODIFIED.into_response() } else { body.into_response() };
+    let h = response.headers_mut();
+    h.insert(header::ETAG, etag);
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    if !matches {
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    response
+}
+
+/// The relative file path a URI path names, or `None` if it tries to leave the folder:
+/// percent-decoded, no `..`/`.` segment, no backslash, no NUL, no absolute part.
+fn clean_path(uri_path: &str) -> Option<String> {
+    let decoded = percent_decode(uri_path.trim_start_matches('/'))?;
+    let path = if decoded.is_empty() || decoded.ends_with('/') {
+        format!("{decoded}index.html")
+    } else {
+        decoded
+    };
+    if path.contains('\\') || path.contains('\0') {
+        return None;
+    }
+    let ok = Path::new(&path).components().all(|c| matches!(c, Component::Normal(_)));
+    ok.then_some(path)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Reads `rel` below `folder`, refusing anything (a symlink included) that resolves
+/// outside it.
+async fn read_inside(folder: &Path, rel: &str) -> Option<Vec<u8>> {
+    let full = tokio::fs::canonicalize(folder.join(rel)).await.ok()?;
+    if !full.starts_with(folder) {
+        tracing::warn!(path = rel, "refused a path that leaves its -files folder");
+        return None;
+    }
+    if !tokio::fs::metadata(&full).await.ok()?.is_file() {
+        return None;
+    }
+    tokio::fs::read(&full).await.ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_cannot_escape() {
+        assert_eq!(clean_path("/").as_deref(), Some("index.html"));
+        assert_eq!(clean_path("/chat.html").as_deref(), Some("chat.html"));
+        assert_eq!(clean_path("/a%20b.js").as_deref(), Some("a b.js"));
+        for bad in [
+            "/../x",
+            "/%2e%2e/x",
+            "/a/../../x",
+            "/%2E%2E%2Fetc",
+            "/..%5cx",
+            "/%2Fetc%2Fpasswd",
+            "/%00",
+            "/%zz",
+        ] {
+            assert_eq!(clean_path(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn embedded_assets_are_sorted() {
+        assert!(EMBEDDED.windows(2).all(|w| w[0].path < w[1].path));
+    }
+}

@@ -1,0 +1,76 @@
+//! The HTTP side: the `/libp2p` WebSocket upgrade behind its [`door`], and the pages.
+
+pub mod assets;
+pub mod door;
+
+use std::{net::SocketAddr, sync::Arc};
+
+use axum::{
+    extract::{ws::WebSocketUpgrade, ConnectInfo, Request, State},
+    http::{HeaderMap, StatusCode, Uri},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::get,
+    Extension, Router,
+};
+use tokio_util::sync::CancellationToken;
+use tower_http::compression::CompressionLayer;
+
+pub use assets::Pages;
+pub use door::Door;
+
+use crate::session::{self, Shared};
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub shared: Arc<Shared>,
+    pub door: Arc<Door>,
+    pub pages: Arc<Pages>,
+    /// Cancelled at shutdown; each session watches a child of it.
+    pub cancel: CancellationToken,
+}
+
+/// The router: `/libp2p` and the pages, with the host guard in front of both.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .route("/libp2p", get(upgrade))
+        .fallback(get(page).layer(CompressionLayer::new()))
+        .layer(middleware::from_fn_with_state(state.clone(), guard_host))
+        .with_state(state)
+}
+
+async fn guard_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.door.check_host(request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(reason) => {
+            tracing::warn!(%reason, "request refused");
+            (StatusCode::FORBIDDEN, reason).into_response()
+        }
+    }
+}
+
+async fn upgrade(
+    State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    if let Err(reason) = state.door.check_upgrade(&headers) {
+        tracing::warn!(%reason, "WebSocket refused");
+        return (StatusCode::FORBIDDEN, reason).into_response();
+    }
+    // Without connection info (an in-memory test) the peer counts as remote: no key.
+    let loopback =
+        peer.is_some_and(|Extension(ConnectInfo(addr))| crate::config::is_loopback(&addr));
+    let limits = &state.shared.limits;
+    let cancel = state.cancel.child_token();
+    ws.max_message_size(limits.max_message)
+        .max_frame_size(limits.max_message)
+        .max_write_buffer_size(4 * limits.max_message)
+        .on_upgrade(move |socket| session::run(socket, state.shared.clone(), loopback, cancel))
+}
+
+async fn page(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {
+    state.pages.serve(uri.path(), &headers).await
+}

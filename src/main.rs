@@ -1,0 +1,54 @@
+//! The `libp2p-websocket` binary: parse the flags, start tracing, run until a signal.
+
+use anyhow::Context as _;
+use libp2p_websocket::cli::Cli;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = match Cli::parse_compat(std::env::args()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if cli.version {
+        println!("libp2p-websocket {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .init();
+    let bind = format!("{}:{}", bracket(&cli.addr), cli.port);
+    let config = cli.into_config().context("reading the key")?;
+    let listener =
+        tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
+    libp2p_websocket::run(config, listener, shutdown_signal()).await?;
+    Ok(())
+}
+
+fn bracket(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -1,0 +1,30 @@
+//! The swarm's behaviour: identify, ping, and `libp2p-stream` for the browsers' protocols.
+
+use libp2p::{identify, identity::Keypair, ping, swarm::NetworkBehaviour};
+
+/// The identify protocol version this daemon announces.
+pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
+
+#[derive(NetworkBehaviour)]
+pub struct Behaviour {
+    pub identify: identify::Behaviour,
+    pub ping: ping::Behaviour,
+    pub stream: libp2p_stream::Behaviour,
+}
+
+impl Behaviour {
+    pub fn new(key: &Keypair) -> Self {
+        let agent = format!("libp2p-websocket/{}", env!("CARGO_PKG_VERSION"));
+        Self {
+            identify: identify::Behaviour::new(
+                identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
+                    .with_agent_version(agent)
+                    // Remembers the addresses peers announce, so a Connect by bare peer id
+                    // can dial a peer met before.
+                    .with_cache_size(1024),
+            ),
+            ping: ping::Behaviour::default(),
+            stream: libp2p_stream::Behaviour::new(),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The libp2p side: one swarm for the whole daemon, started lazily or at launch.
+//!
+//! The `Swarm` lives in one event-loop task ([`event_loop`]); everyone else holds a
+//! [`NodeHandle`] and sends it [`Command`]s with a `oneshot` reply. Byte traffic never
+//! passes through that loop: sessions open and accept streams with their own clone of
+//! [`libp2p_stream::Control`].
+
+mod behaviour;
+mod event_loop;
+pub mod keys;
+mod streams;
+
+use std::{sync::Arc, time::Duration};
+
+use libp2p::{Multiaddr, PeerId, StreamProtocol};
+use thiserror::Error;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::sync::CancellationToken;
+
+pub use keys::{KeyError, NodeKey};
+pub use streams::{PeerStreams, StreamSlot};
+
+use crate::protocol::ConnectTarget;
+
+/// How long a Connect may take to dial a peer and open its stream.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the node waits for its listeners to report their addresses at start.
+const LISTEN_WAIT: Duration = Duration::from_secs(5);
+/// Commands queued for the event loop.
+const COMMAND_QUEUE: usize = 256;
+
+/// What the node is started with.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Multiaddrs to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers dialed at start; failures are logged, never fatal.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Streams per remote peer, both directions, all sessions together.
+    pub max_streams_per_peer: usize,
+    /// Forced reachability (`-fakenatpublic`/`-fakenatprivate`); `None` until AutoNAT says.
+    pub public: Option<bool>,
+    /// How long a connection with no stream stays open.
+    pub idle_timeout: Duration,
+}
+
+impl NodeConfig {
+    /// TCP and QUIC on every interface, IPv4 and IPv6, ports chosen by the system.
+    pub fn default_listen() -> Vec<Multiaddr> {
+        [
+            "/ip4/0.0.0.0/tcp/0",
+            "/ip4/0.0.0.0/udp/0/quic-v1",
+            "/ip6/::/tcp/0",
+            "/ip6/::/udp/0/quic-v1",
+        ]
+        .iter()
+        .map(|a| a.parse().expect("valid multiaddr"))
+        .collect()
+    }
+}
+
+/// Errors of the node layer.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("building the libp2p swarm: {0}")]
+    Build(String),
+    #[error("could not listen on any address: {0}")]
+    Listen(String),
+}
+
+/// Why a Connect did not get a stream; the text is what the browser is told.
+#[derive(Debug, Clone, Error)]
+pub enum ConnectError {
+    #[error("cannot reach peer {peer}: {reason}")]
+    Unreachable { peer: PeerId, reason: String },
+    #[error("peer {peer} does not support protocol {protocol}")]
+    Unsupported { peer: PeerId, protocol: String },
+    #[error("timed out after {secs} s connecting to peer {peer}")]
+    Timeout { peer: PeerId, secs: u64 },
+    #[error("opening a stream to {peer} failed: {reason}")]
+    Stream { peer: PeerId, reason: String },
+    #[error("too many streams to peer {peer} (limit {limit})")]
+    TooManyStreams { peer: PeerId, limit: usize },
+    #[error("the libp2p node has stopped")]
+    Stopped,
+}
+
+/// Requests to the event loop.
+pub(crate) enum Command {
+    /// Make sure there is a connection to `peer`, dialing `addrs` (and known ones) if not.
+    Dial { peer: PeerId, addrs: Vec<Multiaddr>, reply: oneshot::Sender<Result<(), String>> },
+}
+
+/// A cheap, cloneable handle on the running node.
+#[derive(Clone)]
+pub struct NodeHandle {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    peer_id: PeerId,
+    key: NodeKey,
+    commands: mpsc::Sender<Command>,
+    control: libp2p_stream::Control,
+    addresses: watch::Receiver<Vec<Multiaddr>>,
+    public: watch::Receiver<bool>,
+    peer_streams: PeerStreams,
+    /// Cancelled when the last handle goes, which ends the event loop.
+    _stop: tokio_util::sync::DropGuard,
+}
+
+impl std::fmt::Debug for NodeHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeHandle").field("peer_id", &self.inner.peer_id).finish()
+    }
+}
+
+impl NodeHandle {
+    /// Builds the swarm, starts listening and spawns the event loop.
+    pub async fn start(
+        config: &NodeConfig,
+        key: NodeKey,
+        cancel: CancellationToken,
+    ) -> Result<Self, NodeError> {
+        let stop = cancel.child_token();
+        let started = event_loop::start(config, &key, stop.clone()).await?;
+        let peer_id = key.keypair.public().to_peer_id();
+        tracing::info!(%peer_id, addresses = ?*started.addresses.borrow(), "libp2p node started");
+        Ok(Self {
+            inner: Arc::new(Inner {
+                peer_id,
+                key,
+                commands: started.commands,
+                control: started.control,
+                addresses: started.addresses,
+                public: started.public,
+                peer_streams: PeerStreams::new(config.max_streams_per_peer),
+                _stop: stop.drop_guard(),
+            }),
+        })
+    }
+
+    pub fn peer_id(&self) -> PeerId {
+        self.inner.peer_id
+    }
+
+    pub fn key(&self) -> &NodeKey {
+        &self.inner.key
+    }
+
+    /// Whether the node is reachable from the public internet, as far as it knows.
+    pub fn is_public(&self) -> bool {
+        *self.inner.public.borrow()
+    }
+
+    /// The node's listen addresses and confirmed external addresses.
+    pub fn addresses(&self) -> Vec<Multiaddr> {
+        self.inner.addresses.borrow().clone()
+    }
+
+    /// The JSON array of [`NodeHandle::addresses`] that Identify carries.
+    pub fn addresses_json(&self) -> String {
+        let addrs: Vec<String> = self.addresses().iter().map(|a| a.to_string()).collect();
+        serde_json::to_string(&addrs).expect("strings serialize")
+    }
+
+    /// This node's own `/addrs/` connect string.
+    pub fn connect_string(&self) -> String {
+        ConnectTarget { peer: self.peer_id(), addrs: self.addresses() }.to_connect_string()
+    }
+
+    /// A control for accepting streams of a protocol.
+    pub fn control(&self) -> libp2p_stream::Control {
+        self.inner.control.clone()
+    }
+
+    pub fn peer_streams(&self) -> &PeerStreams {
+        &self.inner.peer_streams
+    }
+
+    /// Dials `target` unless connected, then opens a stream on `protocol`.
+    pub async fn connect(
+        &self,
+        target: &ConnectTarget,
+        protocol: StreamProtocol,
+    ) -> Result<(libp2p::Stream, StreamSlot), ConnectError> {
+        let peer = target.peer;
+        let work = async {
+            let (reply, answer) = oneshot::channel();
+            let dial = Command::Dial { peer, addrs: target.addrs.clone(), reply };
+            self.inner.commands.send(dial).await.map_err(|_| ConnectError::Stopped)?;
+            answer
+                .await
+                .map_err(|_| ConnectError::Stopped)?
+                .map_err(|reason| ConnectError::Unreachable { peer, reason })?;
+            let slot =
+                self.inner.peer_streams.try_acquire(peer).ok_or(ConnectError::TooManyStreams {
+                    peer,
+                    limit: self.inner.peer_streams.limit(),
+                })?;
+            let stream =
+                self.control().open_stream(peer, protocol.clone()).await.map_err(|e| match e {
+                    libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => {
+                        ConnectError::Unsupported { peer, protocol: p.to_string() }
+                    }
+                    other => ConnectError::Stream { peer, reason: other.to_string() },
+                })?;
+            Ok((stream, slot))
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, work)
+            .await
+            .unwrap_or(Err(ConnectError::Timeout { peer, secs: CONNECT_TIMEOUT.as_secs() }))
+    }
+}
+
+/// The daemon's one node, which may start after the daemon does (on the first Start).
+pub struct NodeSlot {
+    config: NodeConfig,
+    cancel: CancellationToken,
+    current: watch::Sender<Option<NodeHandle>>,
+    starting: tokio::sync::Mutex<()>,
+}
+
+impl NodeSlot {
+    pub fn new(config: NodeConfig, cancel: CancellationToken) -> Self {
+        Self { config, cancel, current: watch::channel(None).0, starting: Default::default() }
+    }
+
+    /// The running node, if it has started.
+    pub fn current(&self) -> Option<NodeHandle> {
+        self.current.borrow().clone()
+    }
+
+    /// Watches for the node to start.
+    pub fn subscribe(&self) -> watch::Receiver<Option<NodeHandle>> {
+        self.current.subscribe()
+    }
+
+    /// Starts the node with `key` (a fresh one if `None`); a running node is returned as
+    /// it is, whatever key was asked for.
+    pub async fn start(&self, key: Option<NodeKey>) -> Result<NodeHandle, NodeError> {
+        let _one_at_a_time = self.starting.lock().await;
+        if let Some(node) = self.current() {
+            return Ok(node);
+        }
+        let key = key.unwrap_or_else(NodeKey::generate);
+        let node = NodeHandle::start(&self.config, key, self.cancel.clone()).await?;
+        self.current.send_replace(Some(node.clone()));
+        Ok(node)
+    }
+
+    /// Drops the daemon's handle so the event loop can end once sessions let go.
+    pub fn stop(&self) {
+        self.current.send_replace(None);
+        self.cancel.cancel();
+    }
+}

@@ -1,0 +1,590 @@
+//! The `/libp2p` control messages, one enum per direction, with `encode` and `decode`.
+//!
+//! Every WebSocket message is one binary message whose byte 0 is the type. `str` is a
+//! 2-byte big-endian length and that many UTF-8 bytes, `rest` is every remaining byte,
+//! an `ID` is an 8-byte big-endian connection id and a flag is one byte, 0 or 1.
+//! `PROTOCOL.md` at the top of the repository is the readable twin of this module.
+
+use bytes::{BufMut, Bytes, BytesMut};
+use thiserror::Error;
+
+/// A connection id, handed out by the daemon per session, counting up from 0.
+pub type ConnId = u64;
+
+/// Why a client message could not be decoded. The text names the message and the field.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum DecodeError {
+    #[error("empty message")]
+    Empty,
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    #[error("{msg}: message too short for {field} (needs {needed} bytes, has {have})")]
+    Truncated { msg: &'static str, field: &'static str, needed: usize, have: usize },
+    #[error("{msg}: {field} length {len} exceeds message ({have} bytes left)")]
+    LengthExceeds { msg: &'static str, field: &'static str, len: usize, have: usize },
+    #[error("{msg}: {field} flag must be 0 or 1, got {value}")]
+    BadFlag { msg: &'static str, field: &'static str, value: u8 },
+    #[error("{msg}: {field} is not valid UTF-8")]
+    NotUtf8 { msg: &'static str, field: &'static str },
+    #[error("{msg}: {detail}")]
+    Layout { msg: &'static str, detail: &'static str },
+}
+
+/// How a Connect wants to reach its peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relay {
+    /// Dial the peer directly (RELAY=0, or an empty RELAY string).
+    Direct,
+    /// RELAY=1 in the original client's layout: go through a relay the node knows.
+    Any,
+    /// The README layout's RELAY string: go through this relay peer.
+    Via(String),
+}
+
+/// A message from the browser to the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClientMsg {
+    /// Start the libp2p node, with a key (base64 protobuf text) or empty for a new one.
+    Start { key: Bytes },
+    /// Listen for incoming streams on `protocol`.
+    Listen { frames: bool, protocol: String },
+    /// Stop listening; `retain` keeps the listener's open connections.
+    Stop { retain: bool, protocol: String },
+    /// Close connection `id`.
+    Close { id: ConnId },
+    /// Write `data` to connection `id`.
+    Data { id: ConnId, data: Bytes },
+    /// Open a stream to `peer` (base58 peer id or `/addrs/…` connect string).
+    Connect { frames: bool, relay: Relay, protocol: String, peer: String },
+}
+
+/// A message from the daemon to the browser.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ServerMsg {
+    Hello { started: bool, version: String },
+    Identify { public: bool, peer_id: String, addresses: String, key: String },
+    ListenerConnection { id: ConnId, peer_id: String, protocol: String },
+    ConnectionClosed { id: ConnId, reason: String },
+    Data { id: ConnId, data: Bytes },
+    ListenRefused { protocol: String },
+    ListenerClosed { protocol: String },
+    PeerConnection { id: ConnId, peer_id: String, protocol: String },
+    PeerConnectionRefused { peer_id: String, protocol: String, error: String },
+    ProtocolError { msg: String },
+    Listening { protocol: String },
+}
+
+/// Message type bytes, client to server.
+pub mod client_type {
+    pub const START: u8 = 0;
+    pub const LISTEN: u8 = 1;
+    pub const STOP: u8 = 2;
+    pub const CLOSE: u8 = 3;
+    pub const DATA: u8 = 4;
+    pub const CONNECT: u8 = 5;
+}
+
+/// Message type bytes, server to client.
+pub mod server_type {
+    pub const HELLO: u8 = 0;
+    pub const IDENTIFY: u8 = 1;
+    pub const LISTENER_CONNECTION: u8 = 2;
+    pub const CONNECTION_CLOSED: u8 = 3;
+    pub const DATA: u8 = 4;
+    pub const LISTEN_REFUSED: u8 = 5;
+    pub const LISTENER_CLOSED: u8 = 6;
+    pub const PEER_CONNECTION: u8 = 7;
+    pub const PEER_CONNECTION_REFUSED: u8 = 8;
+    pub const PROTOCOL_ERROR: u8 = 9;
+    pub const LISTENING: u8 = 10;
+}
+
+/// Bytes in front of the payload of a Data message: type and ID.
+pub const DATA_HEADER_LEN: usize = 9;
+
+/// A cursor over a message body that names what it failed to read.
+struct Reader<'a> {
+    msg: &'static str,
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(msg: &'static str, buf: &'a [u8]) -> Self {
+        Self { msg, buf }
+    }
+
+    fn take(&mut self, field: &'static str, n: usize) -> Result<&'a [u8], DecodeError> {
+        if self.buf.len() < n {
+            return Err(DecodeError::Truncated {
+                msg: self.msg,
+                field,
+                needed: n,
+                have: self.buf.len(),
+            });
+        }
+        let (head, tail) = self.buf.split_at(n);
+        self.buf = tail;
+        Ok(head)
+    }
+
+    fn flag(&mut self, field: &'static str) -> Result<bool, DecodeError> {
+        match self.take(field, 1)?[0] {
+            0 => Ok(false),
+            1 => Ok(true),
+            value => Err(DecodeError::BadFlag { msg: self.msg, field, value }),
+        }
+    }
+
+    fn id(&mut self) -> Result<ConnId, DecodeError> {
+        let bytes = self.take("ID", 8)?;
+        Ok(u64::from_be_bytes(bytes.try_into().expect("took 8 bytes")))
+    }
+
+    fn str(&mut self, field: &'static str) -> Result<String, DecodeError> {
+        let len = self.take(field, 2)?;
+        let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+        if len > self.buf.len() {
+            return Err(DecodeError::LengthExceeds {
+                msg: self.msg,
+                field,
+                len,
+                have: self.buf.len(),
+            });
+        }
+        let bytes = self.take(field, len)?;
+        utf8(self.msg, field, bytes)
+    }
+
+    fn rest_str(&mut self, field: &'static str) -> Result<String, DecodeError> {
+        let bytes = std::mem::take(&mut self.buf);
+        utf8(self.msg, field, bytes)
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
+    }
+}
+
+fn utf8(msg: &'static str, field: &'static str, bytes: &[u8]) -> Result<String, DecodeError> {
+    String::from_utf8(bytes.to_vec()).map_err(|_| DecodeError::NotUtf8 { msg, field })
+}
+
+impl ClientMsg {
+    /// Decodes one client message. `Data` payloads and `Start` keys share `bytes`' buffer.
+    pub fn decode(bytes: Bytes) -> Result<Self, DecodeError> {
+        let (&kind, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+        match kind {
+            client_type::START => Ok(Self::Start { key: decode_start_key(&bytes)? }),
+            client_type::LISTEN => {
+                let mut r = Reader::new("Listen", body);
+                let frames = r.flag("FRAMES")?;
+                let protocol = r.rest_str("PROTOCOL")?;
+                Ok(Self::Listen { frames, protocol })
+            }
+            client_type::STOP => decode_stop(body),
+            client_type::CLOSE => {
+                let mut r = Reader::new("Close", body);
+                Ok(Self::Close { id: r.id()? })
+            }
+            client_type::DATA => {
+                let mut r = Reader::new("Data", body);
+                let id = r.id()?;
+                Ok(Self::Data { id, data: bytes.slice(DATA_HEADER_LEN..) })
+            }
+            client_type::CONNECT => decode_connect(body),
+            other => Err(DecodeError::UnknownType(other)),
+        }
+    }
+
+    /// Encodes in the original client's layout; a Connect through a named relay can only
+    /// be said in the README's layout, so that one uses it.
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::new();
+        match self {
+            Self::Start { key } => {
+                out.put_u8(client_type::START);
+                out.put_slice(key);
+            }
+            Self::Listen { frames, protocol } => {
+                out.put_u8(client_type::LISTEN);
+                out.put_u8(u8::from(*frames));
+                out.put_slice(protocol.as_bytes());
+            }
+            Self::Stop { retain, protocol } => {
+                out.put_u8(client_type::STOP);
+                out.put_u8(u8::from(*retain));
+                out.put_slice(protocol.as_bytes());
+            }
+            Self::Close { id } => {
+                out.put_u8(client_type::CLOSE);
+                out.put_u64(*id);
+            }
+            Self::Data { id, data } => {
+                out.put_u8(client_type::DATA);
+                out.put_u64(*id);
+                out.put_slice(data);
+            }
+            Self::Connect { frames, relay, protocol, peer } => {
+                out.put_u8(client_type::CONNECT);
+                out.put_u8(u8::from(*frames));
+                match relay {
+                    Relay::Direct | Relay::Any => {
+                        out.put_u8(u8::from(*relay == Relay::Any));
+                        put_str(&mut out, protocol);
+                    }
+                    Relay::Via(relay) => {
+                        put_str(&mut out, protocol);
+                        put_str(&mut out, relay);
+                    }
+                }
+                out.put_slice(peer.as_bytes());
+            }
+        }
+        out.freeze()
+    }
+}
+
+/// Start: `[KEY: rest]` (the original client) or `[KEY: str]` (the README). Key text is
+/// base64, which never begins with a byte below 0x20, while a `str` length of a key
+/// shorter than 8 KiB always does.
+fn decode_start_key(bytes: &Bytes) -> Result<Bytes, DecodeError> {
+    let body = &bytes[1..];
+    match body.first() {
+        Some(&first) if first < 0x20 => {
+            let mut r = Reader::new("Start", body);
+            let len = r.take("KEY", 2)?;
+            let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+            if len > r.buf.len() {
+                return Err(DecodeError::LengthExceeds {
+                    msg: "Start",
+                    field: "KEY",
+                    len,
+                    have: r.buf.len(),
+                });
+            }
+            Ok(bytes.slice(3..3 + len))
+        }
+        _ => Ok(bytes.slice(1..)),
+    }
+}
+
+/// Stop: `[RETAIN:1][PROTOCOL: rest]` (the original client) or `[PROTOCOL: rest]` (the
+/// README). Protocol ids start with `/`, so the first body byte tells them apart.
+fn decode_stop(body: &[u8]) -> Result<ClientMsg, DecodeError> {
+    let mut r = Reader::new("Stop", body);
+    match body.first() {
+        Some(b'/') => Ok(ClientMsg::Stop { retain: false, protocol: r.rest_str("PROTOCOL")? }),
+        Some(0 | 1) => {
+            let retain = r.flag("RETAIN")?;
+            Ok(ClientMsg::Stop { retain, protocol: r.rest_str("PROTOCOL")? })
+        }
+        Some(_) => Err(DecodeError::Layout {
+            msg: "Stop",
+            detail: "first byte must be RETAIN (0 or 1) or the protocol's leading '/'",
+        }),
+        None => Err(DecodeError::Truncated { msg: "Stop", field: "PROTOCOL", needed: 1, have: 0 }),
+    }
+}
+
+/// Connect: `[FRAMES:1][RELAY:1][PROTOCOL: str][PEERID: rest]` (the original client) or
+/// `[FRAMES:1][PROTOCOL: str][RELAY: str][PEERID: rest]` (the README). Only one reading
+/// normally yields a protocol that fits and starts with `/`; the client's wins a tie.
+fn decode_connect(body: &[u8]) -> Result<ClientMsg, DecodeError> {
+    let client = || -> Result<ClientMsg, DecodeError> {
+        let mut r = Reader::new("Connect", body);
+        let frames = r.flag("FRAMES")?;
+        let relay = if r.flag("RELAY")? { Relay::Any } else { Relay::Direct };
+        let protocol = r.str("PROTOCOL")?;
+        let peer = r.rest_str("PEERID")?;
+        Ok(ClientMsg::Connect { frames, relay, protocol, peer })
+    };
+    let readme = || -> Result<ClientMsg, DecodeError> {
+        let mut r = Reader::new("Connect", body);
+        let frames = r.flag("FRAMES")?;
+        let protocol = r.str("PROTOCOL")?;
+        let relay = r.str("RELAY")?;
+        let peer = r.rest_str("PEERID")?;
+        let relay = if relay.is_empty() { Relay::Direct } else { Relay::Via(relay) };
+        Ok(ClientMsg::Connect { frames, relay, protocol, peer })
+    };
+    let starts_with_slash = |m: &ClientMsg| matches!(m, ClientMsg::Connect { protocol, .. } if protocol.starts_with('/'));
+    let client = client();
+    if matches!(&client, Ok(m) if starts_with_slash(m)) {
+        return client;
+    }
+    match readme() {
+        Ok(m) if starts_with_slash(&m) => Ok(m),
+        // Neither reading is a protocol id: report the client layout's problem.
+        _ => client,
+    }
+}
+
+fn put_str(out: &mut BytesMut, s: &str) {
+    // Callers keep strings under 64 KiB; a longer one is cut rather than mis-framed.
+    let bytes = &s.as_bytes()[..s.len().min(usize::from(u16::MAX))];
+    out.put_u16(bytes.len() as u16);
+    out.put_slice(bytes);
+}
+
+impl ServerMsg {
+    /// Encodes the message into one WebSocket payload.
+    pub fn encode(&self) -> Bytes {
+        let mut out = BytesMut::with_capacity(self.encoded_len());
+        match self {
+            Self::Hello { started, version } => {
+                out.put_u8(server_type::HELLO);
+                out.put_u8(u8::from(*started));
+                out.put_slice(version.as_bytes());
+            }
+            Self::Identify { public, peer_id, addresses, key } => {
+                out.put_u8(server_type::IDENTIFY);
+                out.put_u8(u8::from(*public));
+                put_str(&mut out, peer_id);
+                put_str(&mut out, addresses);
+                out.put_slice(key.as_bytes());
+            }
+            Self::ListenerConnection { id, peer_id, protocol } => {
+                out.put_u8(server_type::LISTENER_CONNECTION);
+                out.put_u64(*id);
+                put_str(&mut out, peer_id);
+                out.put_slice(protocol.as_bytes());
+            }
+            Self::ConnectionClosed { id, reason } => {
+                out.put_u8(server_type::CONNECTION_CLOSED);
+                out.put_u64(*id);
+                out.put_slice(reason.as_bytes());
+            }
+            Self::Data { id, data } => {
+                out.put_u8(server_type::DATA);
+                out.put_u64(*id);
+                out.put_slice(data);
+            }
+            Self::ListenRefused { protocol } => {
+                out.put_u8(server_type::LISTEN_REFUSED);
+                out.put_slice(protocol.as_bytes());
+            }
+            Self::ListenerClosed { protocol } => {
+                out.put_u8(server_type::LISTENER_CLOSED);
+                out.put_slice(protocol.as_bytes());
+            }
+            Self::PeerConnection { id, peer_id, protocol } => {
+                out.put_u8(server_type::PEER_CONNECTION);
+                out.put_u64(*id);
+                put_str(&mut out, peer_id);
+                out.put_slice(protocol.as_bytes());
+            }
+            Self::PeerConnectionRefused { peer_id, protocol, error } => {
+                out.put_u8(server_type::PEER_CONNECTION_REFUSED);
+                put_str(&mut out, peer_id);
+                put_str(&mut out, protocol);
+                out.put_slice(error.as_bytes());
+            }
+            Self::ProtocolError { msg } => {
+                out.put_u8(server_type::PROTOCOL_ERROR);
+                out.put_slice(msg.as_bytes());
+            }
+            Self::Listening { protocol } => {
+                out.put_u8(server_type::LISTENING);
+                out.put_slice(protocol.as_bytes());
+            }
+        }
+        out.freeze()
+    }
+
+    /// The length of [`ServerMsg::encode`]'s output.
+    pub fn encoded_len(&self) -> usize {
+        1 + match self {
+            Self::Hello { version, .. } => 1 + version.len(),
+            Self::Identify { peer_id, addresses, key, .. } => {
+                1 + 2 + peer_id.len() + 2 + addresses.len() + key.len()
+            }
+            Self::ListenerConnection { peer_id, protocol, .. }
+            | Self::PeerConnection { peer_id, protocol, .. } => {
+                8 + 2 + peer_id.len() + protocol.len()
+            }
+            Self::ConnectionClosed { reason, .. } => 8 + reason.len(),
+            Self::Data { data, .. } => 8 + data.len(),
+            Self::ListenRefused { protocol }
+            | Self::ListenerClosed { protocol }
+            | Self::Listening { protocol } => protocol.len(),
+            Self::PeerConnectionRefused { peer_id, protocol, error } => {
+                2 + peer_id.len() + 2 + protocol.len() + error.len()
+            }
+            Self::ProtocolError { msg } => msg.len(),
+        }
+    }
+
+    /// Decodes a server message, as a client does; trailing bytes a layout does not
+    /// expect are ignored (Hello's version string is one such tail).
+    pub fn decode(bytes: Bytes) -> Result<Self, DecodeError> {
+        let (&kind, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
+        Ok(match kind {
+            server_type::HELLO => {
+                let mut r = Reader::new("Hello", body);
+                let started = r.flag("STARTED")?;
+                Self::Hello { started, version: String::from_utf8_lossy(r.rest()).into_owned() }
+            }
+            server_type::IDENTIFY => {
+                let mut r = Reader::new("Identify", body);
+                Self::Identify {
+                    public: r.flag("PUBLIC")?,
+                    peer_id: r.str("PEERID")?,
+                    addresses: r.str("ADDRESSES")?,
+                    key: r.rest_str("KEY")?,
+                }
+            }
+            server_type::LISTENER_CONNECTION | server_type::PEER_CONNECTION => {
+                let mut r = Reader::new("Connection", body);
+                let id = r.id()?;
+                let peer_id = r.str("PEERID")?;
+                let protocol = r.rest_str("PROTOCOL")?;
+                if kind == server_type::PEER_CONNECTION {
+                    Self::PeerConnection { id, peer_id, protocol }
+                } else {
+                    Self::ListenerConnection { id, peer_id, protocol }
+                }
+            }
+            server_type::CONNECTION_CLOSED => {
+                let mut r = Reader::new("Connection Closed", body);
+                Self::ConnectionClosed { id: r.id()?, reason: r.rest_str("REASON")? }
+            }
+            server_type::DATA => {
+                Reader::new("Data", body).id()?;
+                Self::Data {
+                    id: u64::from_be_bytes(body[..8].try_into().expect("checked")),
+                    data: bytes.slice(DATA_HEADER_LEN..),
+                }
+            }
+            server_type::LISTEN_REFUSED => Self::ListenRefused {
+                protocol: Reader::new("Listen Refused", body).rest_str("PROTOCOL")?,
+            },
+            server_type::LISTENER_CLOSED => Self::ListenerClosed {
+                protocol: Reader::new("Listener Closed", body).rest_str("PROTOCOL")?,
+            },
+            server_type::PEER_CONNECTION_REFUSED => {
+                let mut r = Reader::new("Peer Connection Refused", body);
+                Self::PeerConnectionRefused {
+                    peer_id: r.str("PEERID")?,
+                    protocol: r.str("PROTOCOL")?,
+                    error: r.rest_str("ERROR")?,
+                }
+            }
+            server_type::PROTOCOL_ERROR => {
+                Self::ProtocolError { msg: Reader::new("Protocol Error", body).rest_str("MSG")? }
+            }
+            server_type::LISTENING => {
+                Self::Listening { protocol: Reader::new("Listening", body).rest_str("PROTOCOL")? }
+            }
+            other => return Err(DecodeError::UnknownType(other)),
+        })
+    }
+}
+
+/// Writes a Data message header for `id` into `buf`, so a payload read after it becomes
+/// the whole message without another copy.
+pub fn put_data_header(buf: &mut BytesMut, id: ConnId) {
+    buf.put_u8(server_type::DATA);
+    buf.put_u64(id);
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn client_msg() -> impl Strategy<Value = ClientMsg> {
+        let protocol = "/[a-z0-9/._-]{0,40}";
+        let relay = prop_oneof![
+            Just(Relay::Direct),
+            Just(Relay::Any),
+            "[A-Za-z0-9]{1,60}".prop_map(Relay::Via),
+        ];
+        prop_oneof![
+            "[A-Za-z0-9+/=]{0,120}".prop_map(|k| ClientMsg::Start { key: Bytes::from(k) }),
+            (any::<bool>(), protocol)
+                .prop_map(|(frames, protocol)| ClientMsg::Listen { frames, protocol }),
+            (any::<bool>(), protocol)
+                .prop_map(|(retain, protocol)| ClientMsg::Stop { retain, protocol }),
+            any::<u64>().prop_map(|id| ClientMsg::Close { id }),
+            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..200))
+                .prop_map(|(id, d)| ClientMsg::Data { id, data: Bytes::from(d) }),
+            (any::<bool>(), relay, protocol, "\\PC{0,80}").prop_map(
+                |(frames, relay, protocol, peer)| {
+                    ClientMsg::Connect { frames, relay, protocol, peer }
+                }
+            ),
+        ]
+    }
+
+    fn server_msg() -> impl Strategy<Value = ServerMsg> {
+        let text = "\\PC{0,60}";
+        prop_oneof![
+            (any::<bool>(), text)
+                .prop_map(|(started, version)| ServerMsg::Hello { started, version }),
+            (any::<bool>(), text, text, text).prop_map(|(public, peer_id, addresses, key)| {
+                ServerMsg::Identify { public, peer_id, addresses, key }
+            }),
+            (any::<u64>(), text, text).prop_map(|(id, peer_id, protocol)| {
+                ServerMsg::ListenerConnection { id, peer_id, protocol }
+            }),
+            (any::<u64>(), text)
+                .prop_map(|(id, reason)| ServerMsg::ConnectionClosed { id, reason }),
+            (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..200))
+                .prop_map(|(id, d)| ServerMsg::Data { id, data: Bytes::from(d) }),
+            text.prop_map(|protocol| ServerMsg::ListenRefused { protocol }),
+            text.prop_map(|protocol| ServerMsg::ListenerClosed { protocol }),
+            (any::<u64>(), text, text).prop_map(|(id, peer_id, protocol)| {
+                ServerMsg::PeerConnection { id, peer_id, protocol }
+            }),
+            (text, text, text).prop_map(|(peer_id, protocol, error)| {
+                ServerMsg::PeerConnectionRefused { peer_id, protocol, error }
+            }),
+            text.prop_map(|msg| ServerMsg::ProtocolError { msg }),
+            text.prop_map(|protocol| ServerMsg::Listening { protocol }),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn client_round_trip(msg in client_msg()) {
+            prop_assert_eq!(ClientMsg::decode(msg.encode()).unwrap(), msg);
+        }
+
+        #[test]
+        fn server_round_trip(msg in server_msg()) {
+            let bytes = msg.encode();
+            prop_assert_eq!(bytes.len(), msg.encoded_len());
+            prop_assert_eq!(ServerMsg::decode(bytes).unwrap(), msg);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let _ = ClientMsg::decode(Bytes::from(bytes.clone()));
+            let _ = ServerMsg::decode(Bytes::from(bytes));
+        }
+
+        #[test]
+        fn truncated_or_flipped_never_panics(msg in client_msg(), cut in any::<usize>(), flip in any::<(usize, u8)>()) {
+            let bytes = msg.encode().to_vec();
+            let cut = cut % (bytes.len() + 1);
+            let _ = ClientMsg::decode(Bytes::copy_from_slice(&bytes[..cut]));
+            let mut flipped = bytes.clone();
+            let at = flip.0 % flipped.len();
+            flipped[at] ^= flip.1;
+            let _ = ClientMsg::decode(Bytes::from(flipped));
+        }
+    }
+
+    #[test]
+    fn errors_name_the_problem() {
+        let err =
+            |hex: &[u8]| ClientMsg::decode(Bytes::copy_from_slice(hex)).unwrap_err().to_string();
+        assert_eq!(err(&[]), "empty message");
+        assert_eq!(err(&[200]), "unknown message type 200");
+        let mut connect = vec![5, 0, 0, 1, 44];
+        connect.extend_from_slice(b"/p");
+        assert_eq!(err(&connect), "Connect: PROTOCOL length 300 exceeds message (2 bytes left)");
+        assert_eq!(err(&[1, 7, b'/']), "Listen: FRAMES flag must be 0 or 1, got 7");
+    }
+}

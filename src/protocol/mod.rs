@@ -1,0 +1,39 @@
+//! The wire: what a browser and the daemon say to each other over `/libp2p`.
+//!
+//! Pure code, no I/O: [`ClientMsg`] and [`ServerMsg`] with their encoders and decoders,
+//! the `/addrs/` connect strings ([`ConnectTarget`]) and the Ascii85 codec under them.
+//! `PROTOCOL.md` is the normative description of the same bytes.
+
+pub mod addrs;
+pub mod ascii85;
+mod message;
+
+pub use addrs::{AddrsError, ConnectTarget, ADDRS_PREFIX};
+pub use message::{
+    client_type, put_data_header, server_type, ClientMsg, ConnId, DecodeError, Relay, ServerMsg,
+    DATA_HEADER_LEN,
+};
+
+/// The longest protocol id the daemon accepts (libp2p's multistream-select frames cap
+/// them far higher, but a browser has no business with longer names).
+pub const MAX_PROTOCOL_LEN: usize = 256;
+
+/// Checks that `protocol` is a protocol id a remote peer can negotiate: it starts with
+/// `/`, is at most [`MAX_PROTOCOL_LEN`] bytes, and holds only printable ASCII.
+pub fn validate_protocol(protocol: &str) -> Result<(), String> {
+    if !protocol.starts_with('/') {
+        return Err(format!("protocol {protocol:?} must start with '/'"));
+    }
+    if protocol.len() > MAX_PROTOCOL_LEN {
+        return Err(format!(
+            "protocol is {} bytes, longer than {MAX_PROTOCOL_LEN}",
+            protocol.len()
+        ));
+    }
+    if let Some(c) = protocol.chars().find(|c| !c.is_ascii_graphic()) {
+        return Err(format!(
+            "protocol {protocol:?} contains {c:?}; only printable ASCII is allowed"
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,656 @@
+//! One browser's control session: its listeners, its streams, and the pumps between
+//! them and the WebSocket.
+//!
+//! One task per WebSocket owns all of that browser's state; nothing of a session is
+//! shared with another except the daemon-wide [`Hub`] of listened protocols. Messages
+//! to the browser go through one bounded queue to a writer task, in order.
+
+pub mod hub;
+pub mod pump;
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
+};
+
+use axum::extract::ws::Message;
+use bytes::Bytes;
+use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
+use libp2p::{PeerId, StreamProtocol};
+use tokio::{
+    sync::{mpsc, watch},
+    task::{JoinHandle, JoinSet},
+};
+use tokio_util::{
+    compat::FuturesAsyncReadCompatExt as _, sync::CancellationToken, task::AbortOnDropHandle,
+};
+use tracing::Instrument as _;
+
+pub use hub::Hub;
+use pump::{BoxIo, ClosedFlag, PumpEvent, ReadPump, WriteBudget, WritePump};
+
+use crate::{
+    config::Limits,
+    node::{NodeHandle, NodeKey, NodeSlot, PeerStreams, StreamSlot},
+    protocol::{validate_protocol, ClientMsg, ConnId, ConnectTarget, Relay, ServerMsg},
+};
+
+/// Messages queued for the browser before the session (and the read pumps) wait.
+pub const OUTBOUND_QUEUE: usize = 256;
+/// Messages queued for one stream before the session stops reading its WebSocket.
+pub const STREAM_WRITE_QUEUE: usize = 64;
+/// Incoming streams queued for the session from its listeners.
+const INCOMING_QUEUE: usize = 256;
+/// Pump reports queued for the session.
+const PUMP_EVENT_QUEUE: usize = 256;
+/// How long a closing stream may take to flush what was queued for it.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// Hello's version tail.
+pub const VERSION: &str = concat!("libp2p-websocket/", env!("CARGO_PKG_VERSION"));
+
+/// What every session of the daemon shares.
+pub struct Shared {
+    pub node: Arc<NodeSlot>,
+    pub hub: Hub,
+    pub limits: Limits,
+    next_session: AtomicU64,
+    active: AtomicUsize,
+}
+
+impl Shared {
+    pub fn new(node: Arc<NodeSlot>, limits: Limits) -> Self {
+        Self {
+            node,
+            hub: Hub::default(),
+            limits,
+            next_session: AtomicU64::new(0),
+            active: AtomicUsize::new(0),
+        }
+    }
+
+    /// Sessions open now.
+    pub fn active_sessions(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+}
+
+/// A stream that arrived on one of the session's listeners.
+struct Incoming {
+    protocol: String,
+    peer: PeerId,
+    io: BoxIo,
+    slot: Option<StreamSlot>,
+}
+
+/// The end of a Connect's dial and stream negotiation.
+struct ConnectOutcome {
+    peer_text: String,
+    protocol: String,
+    frames: bool,
+    result: Result<(PeerId, libp2p::Stream, StreamSlot), String>,
+}
+
+struct Listener {
+    frames: bool,
+    _accept: AbortOnDropHandle<()>,
+}
+
+struct Conn {
+    /// The listened protocol this stream came in on; `None` for a Connect's stream.
+    listener: Option<String>,
+    frames: bool,
+    queue: mpsc::Sender<Bytes>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+    closed: Arc<ClosedFlag>,
+}
+
+/// Runs one session on an upgraded WebSocket until the browser leaves or `cancel` fires.
+/// `loopback` says whether the browser connected from this machine (only those are
+/// given the node's private key).
+pub async fn run<S>(socket: S, shared: Arc<Shared>, loopback: bool, cancel: CancellationToken)
+where
+    S: Stream<Item = Result<Message, axum::Error>>
+        + Sink<Message, Error = axum::Error>
+        + Send
+        + 'static,
+{
+    let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
+    let span = tracing::info_span!("session", id);
+    shared.active.fetch_add(1, Ordering::Relaxed);
+    let (sink, stream) = socket.split();
+    let (out, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let writer =
+        tokio::spawn(write_websocket(sink, out_rx, cancel.clone()).instrument(span.clone()));
+    let mut session = Session::new(id, shared.clone(), loopback, out);
+    async {
+        tracing::debug!(loopback, "session opened");
+        session.run(stream, &cancel).await;
+        session.shutdown();
+        tracing::debug!("session closed");
+    }
+    .instrument(span)
+    .await;
+    drop(session);
+    // The writer sends what is queued, then closes the WebSocket.
+    let writer = AbortOnDropHandle::new(writer);
+    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    shared.active.fetch_sub(1, Ordering::Relaxed);
+}
+
+/// Sends queued messages to the browser, flushing once per burst.
+async fn write_websocket<K>(
+    mut sink: K,
+    mut queue: mpsc::Receiver<Bytes>,
+    cancel: CancellationToken,
+) where
+    K: Sink<Message, Error = axum::Error> + Unpin,
+{
+    while let Some(first) = queue.recv().await {
+        let mut burst = Some(first);
+        let mut result = Ok(());
+        while let Some(message) = burst.take() {
+            result = sink.feed(Message::Binary(message)).await;
+            if result.is_err() {
+                break;
+            }
+            burst = queue.try_recv().ok();
+        }
+        if result.is_ok() {
+            result = sink.flush().await;
+        }
+        if let Err(e) = result {
+            tracing::debug!(error = %e, "WebSocket write failed");
+            cancel.cancel();
+            return;
+        }
+    }
+    let _ = sink.close().await;
+}
+
+struct Session {
+    id: u64,
+    shared: Arc<Shared>,
+    loopback: bool,
+    node: Option<NodeHandle>,
+    out: mpsc::Sender<Bytes>,
+    pump_tx: mpsc::Sender<PumpEvent>,
+    pump_rx: mpsc::Receiver<PumpEvent>,
+    incoming_tx: mpsc::Sender<Incoming>,
+    incoming_rx: mpsc::Receiver<Incoming>,
+    connects: JoinSet<ConnectOutcome>,
+    listeners: HashMap<String, Listener>,
+    conns: HashMap<ConnId, Conn>,
+    next_conn: ConnId,
+    budget: Arc<WriteBudget>,
+    /// Data that did not fit its stream's queue; the WebSocket is not read until it does.
+    blocked: Option<(ConnId, Bytes)>,
+}
+
+impl Session {
+    fn new(id: u64, shared: Arc<Shared>, loopback: bool, out: mpsc::Sender<Bytes>) -> Self {
+        let (pump_tx, pump_rx) = mpsc::channel(PUMP_EVENT_QUEUE);
+        let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
+        let budget = Arc::new(WriteBudget::new(shared.limits.session_write_buffer));
+        Self {
+            id,
+            shared,
+            loopback,
+            node: None,
+            out,
+            pump_tx,
+            pump_rx,
+            incoming_tx,
+            incoming_rx,
+            connects: JoinSet::new(),
+            listeners: HashMap::new(),
+            conns: HashMap::new(),
+            next_conn: 0,
+            budget,
+            blocked: None,
+        }
+    }
+
+    async fn run<S>(&mut self, mut ws: S, cancel: &CancellationToken)
+    where
+        S: Stream<Item = Result<Message, axum::Error>> + Unpin,
+    {
+        let mut node_rx: watch::Receiver<Option<NodeHandle>> = self.shared.node.subscribe();
+        self.node = node_rx.borrow_and_update().clone();
+        self.send(ServerMsg::Hello { started: self.node.is_some(), version: VERSION.into() }).await;
+        if self.node.is_some() {
+            self.send_identify().await;
+        }
+        loop {
+            let paused = self.blocked.is_some() || self.budget.is_over();
+            let budget = self.budget.clone();
+            tokio::select! {
+                biased;
+                _ = cancel.cancelled() => break,
+                Some(event) = self.pump_rx.recv() => self.on_pump_event(event).await,
+                Some(incoming) = self.incoming_rx.recv() => self.on_incoming(incoming).await,
+                Some(done) = self.connects.join_next(), if !self.connects.is_empty() => {
+                    if let Ok(outcome) = done {
+                        self.on_connected(outcome).await;
+                    }
+                }
+                Ok(()) = node_rx.changed(), if self.node.is_none() => {
+                    let node = node_rx.borrow_and_update().clone();
+                    if node.is_some() {
+                        self.node = node;
+                        self.send_identify().await;
+                    }
+                }
+                _ = budget.drained.notified(), if paused => self.retry_blocked(),
+                message = ws.next(), if !paused => match message {
+                    Some(Ok(Message::Binary(bytes))) => self.on_message(bytes).await,
+                    Some(Ok(Message::Text(_))) => {
+                        let msg = "text messages are not part of the protocol; send binary messages";
+                        self.send(ServerMsg::ProtocolError { msg: msg.into() }).await;
+                    }
+                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Err(e)) => {
+                        tracing::debug!(error = %e, "WebSocket read failed");
+                        break;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Queues a message for the browser. If the browser is gone the session is ending
+    /// anyway, so a failed send is not an error here.
+    async fn send(&self, msg: ServerMsg) {
+        let _ = self.out.send(msg.encode()).await;
+    }
+
+    async fn send_identify(&self) {
+        let Some(node) = &self.node else { return };
+        // The private key lets its holder act as this node: only a browser on this very
+        // machine (the daemon's owner) gets it.
+        let key = if self.loopback { node.key().text.clone() } else { String::new() };
+        self.send(ServerMsg::Identify {
+            public: node.is_public(),
+            peer_id: node.peer_id().to_base58(),
+            addresses: node.addresses_json(),
+            key,
+        })
+        .await;
+    }
+
+    async fn on_message(&mut self, bytes: Bytes) {
+        let msg = match ClientMsg::decode(bytes) {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::debug!(error = %e, "bad message");
+                return self.send(ServerMsg::ProtocolError { msg: e.to_string() }).await;
+            }
+        };
+        match msg {
+            ClientMsg::Start { key } => self.on_start(key).await,
+            ClientMsg::Listen { frames, protocol } => self.on_listen(frames, protocol).await,
+            ClientMsg::Stop { retain, protocol } => self.on_stop(retain, protocol).await,
+            ClientMsg::Close { id } => {
+                if self.conns.contains_key(&id) {
+                    self.close_conn(id, None).await;
+                } else {
+                    self.send_unknown(id).await;
+                }
+            }
+            ClientMsg::Data { id, data } => self.on_data(id, data).await,
+            ClientMsg::Connect { frames, relay, protocol, peer } => {
+                self.on_connect(frames, relay, protocol, peer).await
+            }
+        }
+    }
+
+    async fn send_unknown(&self, id: ConnId) {
+        self.send(ServerMsg::ConnectionClosed { id, reason: "unknown connection".into() }).await;
+    }
+
+    async fn on_start(&mut self, key: Bytes) {
+        let key = if key.is_empty() {
+            None
+        } else {
+            match std::str::from_utf8(&key)
+                .map_err(|e| e.to_string())
+                .and_then(|text| NodeKey::from_text(text).map_err(|e| e.to_string()))
+            {
+                Ok(key) => Some(key),
+                Err(e) => {
+                    let msg = format!("Start: invalid key: {e}");
+                    return self.send(ServerMsg::ProtocolError { msg }).await;
+                }
+            }
+        };
+        match self.shared.node.start(key).await {
+            Ok(node) => {
+                self.node = Some(node);
+                self.send_identify().await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "node failed to start");
+                self.send(ServerMsg::ProtocolError { msg: format!("Start: {e}") }).await;
+            }
+        }
+    }
+
+    async fn on_listen(&mut self, frames: bool, protocol: String) {
+        let refused = match self.try_listen(frames, &protocol) {
+            Ok(()) => return self.send(ServerMsg::Listening { protocol }).await,
+            Err(reason) => reason,
+        };
+        tracing::info!(%protocol, %refused, "listen refused");
+        if refused.contains("send Start") {
+            self.send(ServerMsg::ProtocolError { msg: format!("Listen: {refused}") }).await;
+        }
+        self.send(ServerMsg::ListenRefused { protocol }).await;
+    }
+
+    fn try_listen(&mut self, frames: bool, protocol: &str) -> Result<(), String> {
+        validate_protocol(protocol)?;
+        let node = self.node.clone().ok_or("the node is not started; send Start first")?;
+        if self.listeners.contains_key(protocol) {
+            return Err("this session already listens on it".into());
+        }
+        let limit = self.shared.limits.max_listeners_per_session;
+        if self.listeners.len() >= limit {
+            return Err(format!("too many listeners in this session (limit {limit})"));
+        }
+        let local = self
+            .shared
+            .hub
+            .register(protocol, self.id)
+            .ok_or("another session of this daemon listens on it")?;
+        let stream_protocol = StreamProtocol::try_from_owned(protocol.to_string())
+            .map_err(|e| e.to_string())
+            .and_then(|p| node.control().accept(p).map_err(|e| e.to_string()));
+        let remote = match stream_protocol {
+            Ok(remote) => remote,
+            Err(e) => {
+                self.shared.hub.unregister(protocol, self.id);
+                return Err(e);
+            }
+        };
+        let accept = accept_loop(
+            protocol.to_string(),
+            remote,
+            local,
+            node.peer_id(),
+            node.peer_streams().clone(),
+            self.incoming_tx.clone(),
+        );
+        let accept = AbortOnDropHandle::new(tokio::spawn(accept.in_current_span()));
+        self.listeners.insert(protocol.to_string(), Listener { frames, _accept: accept });
+        Ok(())
+    }
+
+    async fn on_stop(&mut self, retain: bool, protocol: String) {
+        if self.listeners.remove(&protocol).is_some() {
+            self.shared.hub.unregister(&protocol, self.id);
+        }
+        if !retain {
+            let ids: Vec<ConnId> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| c.listener.as_deref() == Some(protocol.as_str()))
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                self.close_conn(id, Some("listener stopped".into())).await;
+            }
+        }
+        self.send(ServerMsg::ListenerClosed { protocol }).await;
+    }
+
+    async fn on_data(&mut self, id: ConnId, data: Bytes) {
+        let Some(conn) = self.conns.get(&id) else {
+            return self.send_unknown(id).await;
+        };
+        let max_frame = self.shared.limits.max_frame;
+        if conn.frames && data.len() > max_frame {
+            let reason =
+                format!("frame of {} bytes exceeds the limit of {max_frame} bytes", data.len());
+            return self.close_conn(id, Some(reason)).await;
+        }
+        self.budget.charge(data.len());
+        self.queue_data(id, data);
+    }
+
+    /// Queues charged data for a stream, or parks it when the stream's queue is full.
+    fn queue_data(&mut self, id: ConnId, data: Bytes) {
+        let Some(conn) = self.conns.get(&id) else {
+            return self.budget.release(data.len());
+        };
+        match conn.queue.try_send(data) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(data)) => self.blocked = Some((id, data)),
+            // The write pump failed; its report closes the stream.
+            Err(mpsc::error::TrySendError::Closed(data)) => self.budget.release(data.len()),
+        }
+    }
+
+    fn retry_blocked(&mut self) {
+        if let Some((id, data)) = self.blocked.take() {
+            self.queue_data(id, data);
+        }
+    }
+
+    async fn on_connect(
+        &mut self,
+        frames: bool,
+        relay: Relay,
+        protocol: String,
+        peer_text: String,
+    ) {
+        let target = match self.check_connect(&relay, &protocol, &peer_text) {
+            Ok(target) => target,
+            Err(error) => {
+                tracing::info!(peer = %peer_text, %protocol, %error, "connect refused");
+                let refused =
+                    ServerMsg::PeerConnectionRefused { peer_id: peer_text, protocol, error };
+                return self.send(refused).await;
+            }
+        };
+        let node = self.node.clone().expect("checked by check_connect");
+        if target.peer == node.peer_id() {
+            // One of this daemon's own sessions: join in-process.
+            match self.shared.hub.join(&protocol) {
+                Ok(io) => {
+                    let id = self.alloc_id();
+                    let peer_id = node.peer_id().to_base58();
+                    self.send(ServerMsg::PeerConnection { id, peer_id, protocol }).await;
+                    self.start_conn(id, io, frames, None, None);
+                }
+                Err(e) => {
+                    let refused = ServerMsg::PeerConnectionRefused {
+                        peer_id: peer_text,
+                        protocol,
+                        error: e.to_string(),
+                    };
+                    self.send(refused).await;
+                }
+            }
+            return;
+        }
+        let stream_protocol = StreamProtocol::try_from_owned(protocol.clone()).expect("validated");
+        self.connects.spawn(
+            async move {
+                let result = node
+                    .connect(&target, stream_protocol)
+                    .await
+                    .map(|(stream, slot)| (target.peer, stream, slot))
+                    .map_err(|e| e.to_string());
+                ConnectOutcome { peer_text, protocol, frames, result }
+            }
+            .in_current_span(),
+        );
+    }
+
+    fn check_connect(
+        &self,
+        relay: &Relay,
+        protocol: &str,
+        peer_text: &str,
+    ) -> Result<ConnectTarget, String> {
+        validate_protocol(protocol)?;
+        if self.node.is_none() {
+            return Err("the node is not started; send Start first".into());
+        }
+        if *relay != Relay::Direct {
+            return Err("connecting through a relay is not supported by this daemon yet".into());
+        }
+        let target = ConnectTarget::parse(peer_text).map_err(|e| e.to_string())?;
+        let limit = self.shared.limits.max_streams_per_session;
+        if self.conns.len() + self.connects.len() >= limit {
+            return Err(format!("too many streams in this session (limit {limit})"));
+        }
+        Ok(target)
+    }
+
+    async fn on_connected(&mut self, outcome: ConnectOutcome) {
+        let ConnectOutcome { peer_text, protocol, frames, result } = outcome;
+        match result {
+            Ok((peer, stream, slot)) => {
+                let id = self.alloc_id();
+                tracing::debug!(conn = id, %peer, %protocol, "stream opened");
+                let msg = ServerMsg::PeerConnection { id, peer_id: peer.to_base58(), protocol };
+                self.send(msg).await;
+                self.start_conn(id, Box::new(stream.compat()), frames, None, Some(slot));
+            }
+            Err(error) => {
+                tracing::info!(peer = %peer_text, %protocol, %error, "connect failed");
+                self.send(ServerMsg::PeerConnectionRefused { peer_id: peer_text, protocol, error })
+                    .await;
+            }
+        }
+    }
+
+    async fn on_incoming(&mut self, incoming: Incoming) {
+        let Incoming { protocol, peer, io, slot } = incoming;
+        let Some(listener) = self.listeners.get(&protocol) else {
+            return; // stopped meanwhile: dropping the stream resets it
+        };
+        let frames = listener.frames;
+        let limit = self.shared.limits.max_streams_per_session;
+        if self.conns.len() >= limit {
+            tracing::warn!(%peer, %protocol, limit, "incoming stream refused: too many streams in session");
+            return;
+        }
+        let id = self.alloc_id();
+        tracing::debug!(conn = id, %peer, %protocol, "stream accepted");
+        let peer_id = peer.to_base58();
+        self.send(ServerMsg::ListenerConnection { id, peer_id, protocol: protocol.clone() }).await;
+        self.start_conn(id, io, frames, Some(protocol), slot);
+    }
+
+    fn alloc_id(&mut self) -> ConnId {
+        let id = self.next_conn;
+        self.next_conn += 1;
+        id
+    }
+
+    /// Starts the pumps of a stream whose Peer/Listener Connection was queued already.
+    fn start_conn(
+        &mut self,
+        id: ConnId,
+        io: BoxIo,
+        frames: bool,
+        listener: Option<String>,
+        slot: Option<StreamSlot>,
+    ) {
+        let (rd, wr) = tokio::io::split(io);
+        let (queue, queue_rx) = mpsc::channel(STREAM_WRITE_QUEUE);
+        let closed = Arc::new(ClosedFlag::default());
+        let read = ReadPump {
+            id,
+            frames,
+            max_frame: self.shared.limits.max_frame,
+            out: self.out.clone(),
+            closed: closed.clone(),
+            events: self.pump_tx.clone(),
+        };
+        let write =
+            WritePump { id, frames, budget: self.budget.clone(), events: self.pump_tx.clone() };
+        let reader = tokio::spawn(read.run(rd).in_current_span());
+        let writer = tokio::spawn(write.run(wr, queue_rx, slot).in_current_span());
+        self.conns.insert(id, Conn { listener, frames, queue, reader, writer, closed });
+    }
+
+    async fn on_pump_event(&mut self, event: PumpEvent) {
+        match event {
+            // The read side ended and said so; dropping the queue lets the write pump
+            // finish what is queued and close the stream.
+            PumpEvent::ReadEnded { id } => {
+                self.conns.remove(&id);
+            }
+            PumpEvent::WriteFailed { id, reason } => self.close_conn(id, Some(reason)).await,
+        }
+    }
+
+    /// Closes a stream from this side; tells the browser `reason` if there is one.
+    async fn close_conn(&mut self, id: ConnId, reason: Option<String>) {
+        let Some(conn) = self.conns.remove(&id) else { return };
+        conn.reader.abort();
+        // Once the read pump has stopped, no Data of this stream can follow the close.
+        let _ = conn.reader.await;
+        if let Some((blocked, data)) = self.blocked.take_if(|(b, _)| *b == id) {
+            debug_assert_eq!(blocked, id);
+            self.budget.release(data.len());
+        }
+        drop(conn.queue);
+        if let Some(reason) = reason {
+            if conn.closed.claim() {
+                self.send(ServerMsg::ConnectionClosed { id, reason }).await;
+            }
+        }
+    }
+
+    /// Frees everything the session holds: listeners, streams, pending connects.
+    fn shutdown(&mut self) {
+        for protocol in self.listeners.keys() {
+            self.shared.hub.unregister(protocol, self.id);
+        }
+        self.listeners.clear();
+        for (_, conn) in self.conns.drain() {
+            conn.reader.abort();
+            conn.writer.abort();
+        }
+        self.connects.abort_all();
+    }
+}
+
+/// Takes every stream that arrives for one listened protocol, from libp2p or from a
+/// session of this daemon, and hands it to the session. It never waits on the browser:
+/// `libp2p-stream` drops streams that arrive while nobody polls.
+async fn accept_loop(
+    protocol: String,
+    mut remote: libp2p_stream::IncomingStreams,
+    mut local: mpsc::Receiver<BoxIo>,
+    own: PeerId,
+    peer_streams: PeerStreams,
+    session: mpsc::Sender<Incoming>,
+) {
+    loop {
+        let incoming = tokio::select! {
+            Some((peer, stream)) = remote.next() => {
+                let Some(slot) = peer_streams.try_acquire(peer) else {
+                    tracing::warn!(%peer, %protocol, limit = peer_streams.limit(), "incoming stream refused: too many streams from peer");
+                    continue;
+                };
+                Incoming { protocol: protocol.clone(), peer, io: Box::new(stream.compat()), slot: Some(slot) }
+            }
+            Some(io) = local.recv() => Incoming { protocol: protocol.clone(), peer: own, io, slot: None },
+            else => break,
+        };
+        if let Err(e) = session.try_send(incoming) {
+            tracing::warn!(%protocol, "incoming stream dropped: session is not keeping up");
+            drop(e);
+        }
+    }
+}

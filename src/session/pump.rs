@@ -1,0 +1,207 @@
+//! The two tasks that move one stream's bytes: stream → browser and browser → stream.
+//!
+//! # Backpressure
+//! Stream → browser: the read pump waits for room in the session's bounded outbound
+//! queue before it reads again, so a browser that stops reading stops the remote peer
+//! (its libp2p stream is no longer read) instead of growing memory.
+//! Browser → stream: each stream has a bounded write queue, and the session counts the
+//! bytes queued across all its streams in a [`WriteBudget`]; past the budget the session
+//! stops reading its WebSocket until a write pump makes room.
+
+use std::sync::{
+    atomic::{AtomicBool, AtomicUsize, Ordering},
+    Arc,
+};
+
+use bytes::{Bytes, BytesMut};
+use tokio::{
+    io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf},
+    sync::{mpsc, Notify},
+};
+
+use crate::protocol::{put_data_header, ConnId, ServerMsg, DATA_HEADER_LEN};
+
+/// A bidirectional byte stream: a libp2p stream or one end of an in-process pipe.
+pub trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Io for T {}
+pub type BoxIo = Box<dyn Io>;
+
+/// Bytes read from a raw stream per Data message, at most.
+pub const RAW_CHUNK: usize = 64 * 1024;
+/// Bytes a queued message is charged beyond its payload, so empty ones count too.
+const MESSAGE_OVERHEAD: usize = 64;
+
+/// Bytes queued towards streams, across one session, with a wake-up when some drain.
+pub struct WriteBudget {
+    queued: AtomicUsize,
+    limit: usize,
+    pub drained: Notify,
+}
+
+impl WriteBudget {
+    pub fn new(limit: usize) -> Self {
+        Self { queued: AtomicUsize::new(0), limit, drained: Notify::new() }
+    }
+
+    pub fn charge(&self, payload: usize) {
+        self.queued.fetch_add(payload + MESSAGE_OVERHEAD, Ordering::Relaxed);
+    }
+
+    pub fn release(&self, payload: usize) {
+        self.queued.fetch_sub(payload + MESSAGE_OVERHEAD, Ordering::Relaxed);
+        self.drained.notify_one();
+    }
+
+    pub fn is_over(&self) -> bool {
+        self.queued.load(Ordering::Relaxed) > self.limit
+    }
+}
+
+/// How a stream's pumps report back to their session.
+pub enum PumpEvent {
+    /// The read pump ended (remote closed, reset, or a bad frame); the Connection Closed
+    /// message has been queued already.
+    ReadEnded { id: ConnId },
+    /// Writing to the stream failed; the session closes it with this reason.
+    WriteFailed { id: ConnId, reason: String },
+}
+
+/// Claimed by whoever sends a connection's one Connection Closed message.
+#[derive(Default)]
+pub struct ClosedFlag(AtomicBool);
+
+impl ClosedFlag {
+    /// True for the first caller only.
+    pub fn claim(&self) -> bool {
+        !self.0.swap(true, Ordering::AcqRel)
+    }
+}
+
+/// What a read pump needs to know.
+pub struct ReadPump {
+    pub id: ConnId,
+    pub frames: bool,
+    pub max_frame: usize,
+    pub out: mpsc::Sender<Bytes>,
+    pub closed: Arc<ClosedFlag>,
+    pub events: mpsc::Sender<PumpEvent>,
+}
+
+impl ReadPump {
+    /// Reads the stream until it ends, sending each chunk (raw) or frame (framed) as one
+    /// Data message, then one Connection Closed with the reason.
+    pub async fn run(self, mut rd: ReadHalf<BoxIo>) {
+        let reason = loop {
+            let next = if self.frames {
+                read_frame(&mut rd, self.id, self.max_frame).await
+            } else {
+                read_chunk(&mut rd, self.id).await
+            };
+            match next {
+                Ok(Some(message)) => {
+                    if self.out.send(message).await.is_err() {
+                        return; // the session is gone
+                    }
+                }
+                Ok(None) => break "closed by remote".to_string(),
+                Err(reason) => break reason,
+            }
+        };
+        tracing::debug!(conn = self.id, %reason, "stream read ended");
+        if self.closed.claim() {
+            let closed = ServerMsg::ConnectionClosed { id: self.id, reason };
+            let _ = self.out.send(closed.encode()).await;
+        }
+        let _ = self.events.send(PumpEvent::ReadEnded { id: self.id }).await;
+    }
+}
+
+/// One raw chunk as a whole Data message, or `None` at end of stream.
+async fn read_chunk(rd: &mut ReadHalf<BoxIo>, id: ConnId) -> Result<Option<Bytes>, String> {
+    let mut buf = BytesMut::with_capacity(DATA_HEADER_LEN + RAW_CHUNK);
+    put_data_header(&mut buf, id);
+    buf.resize(DATA_HEADER_LEN + RAW_CHUNK, 0);
+    let n = rd.read(&mut buf[DATA_HEADER_LEN..]).await.map_err(|e| format!("read error: {e}"))?;
+    if n == 0 {
+        return Ok(None);
+    }
+    buf.truncate(DATA_HEADER_LEN + n);
+    Ok(Some(buf.freeze()))
+}
+
+/// One length-prefixed frame as a whole Data message, or `None` at a clean end of stream
+/// (between frames).
+async fn read_frame(
+    rd: &mut ReadHalf<BoxIo>,
+    id: ConnId,
+    max_frame: usize,
+) -> Result<Option<Bytes>, String> {
+    let mut len = [0u8; 4];
+    let mut got = 0;
+    while got < 4 {
+        match rd.read(&mut len[got..]).await {
+            Ok(0) if got == 0 => return Ok(None),
+            Ok(0) => return Err("stream ended inside a frame length".into()),
+            Ok(n) => got += n,
+            Err(e) => return Err(format!("read error: {e}")),
+        }
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > max_frame {
+        return Err(format!("frame of {len} bytes exceeds the limit of {max_frame} bytes"));
+    }
+    let mut buf = BytesMut::with_capacity(DATA_HEADER_LEN + len);
+    put_data_header(&mut buf, id);
+    buf.resize(DATA_HEADER_LEN + len, 0);
+    rd.read_exact(&mut buf[DATA_HEADER_LEN..]).await.map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => "stream ended inside a frame".to_string(),
+        _ => format!("read error: {e}"),
+    })?;
+    Ok(Some(buf.freeze()))
+}
+
+/// What a write pump needs to know.
+pub struct WritePump {
+    pub id: ConnId,
+    pub frames: bool,
+    pub budget: Arc<WriteBudget>,
+    pub events: mpsc::Sender<PumpEvent>,
+}
+
+impl WritePump {
+    /// Writes queued Data to the stream in order, flushing when the queue is empty, and
+    /// closes the stream's write side when the session drops the queue. `_keep` (the
+    /// per-peer stream slot) is held as long as the stream is.
+    pub async fn run<K: Send>(
+        self,
+        mut wr: WriteHalf<BoxIo>,
+        mut queue: mpsc::Receiver<Bytes>,
+        _keep: K,
+    ) {
+        while let Some(data) = queue.recv().await {
+            let len = data.len();
+            let result = async {
+                if self.frames {
+                    wr.write_all(&(len as u32).to_be_bytes()).await?;
+                }
+                wr.write_all(&data).await?;
+                if queue.is_empty() {
+                    wr.flush().await?;
+                }
+                Ok::<_, std::io::Error>(())
+            }
+            .await;
+            self.budget.release(len);
+            if let Err(e) = result {
+                queue.close();
+                while let Some(data) = queue.recv().await {
+                    self.budget.release(data.len());
+                }
+                let reason = format!("write error: {e}");
+                let _ = self.events.send(PumpEvent::WriteFailed { id: self.id, reason }).await;
+                return;
+            }
+        }
+        let _ = tokio::time::timeout(super::CLOSE_GRACE, wr.shutdown()).await;
+    }
+}
