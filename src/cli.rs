@@ -21,10 +21,14 @@ pub const DEFAULT_BOOTSTRAP: [&str; 5] = [
 ];
 
 /// Puts browsers on the libp2p network: a WebSocket at /libp2p drives a libp2p node.
-///
-/// Flags may be written with one dash, as the original's were (-port 8888), or two.
 #[derive(Debug, Parser)]
-#[command(name = "libp2p-websocket", disable_version_flag = true, max_term_width = 100)]
+#[command(
+    name = "libp2p-websocket",
+    disable_version_flag = true,
+    max_term_width = 100,
+    after_help = "Flags may be written with one dash, as the original's were (-port 8888), or two.\n\
+                  RUST_LOG sets the log filter (default: info)."
+)]
 pub struct Cli {
     /// Host address for the HTTP/WebSocket server (0.0.0.0 serves the LAN)
     #[arg(long, value_name = "HOST", default_value = "127.0.0.1")]

@@ -39,7 +39,7 @@ impl Door {
     pub fn check_upgrade(&self, headers: &HeaderMap) -> Result<(), String> {
         let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
         let origin = normalize(origin.to_str().map_err(|_| "unreadable Origin header")?);
-        if self.origins.iter().any(|o| *o == origin) {
+        if self.origins.contains(&origin) {
             Ok(())
         } else {
             Err(format!("origin {origin} is not allowed (start the daemon with --allow-origin {origin} to allow it)"))

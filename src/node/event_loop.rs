@@ -119,7 +119,7 @@ fn build_swarm(config: &NodeConfig, key: &NodeKey) -> Result<Swarm<Behaviour>, N
         .with_quic()
         .with_dns()
         .map_err(|e| build(&e))?
-        .with_behaviour(|key| Behaviour::new(key))
+        .with_behaviour(Behaviour::new)
         .map_err(|e| build(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
         .build())

@@ -32,7 +32,7 @@ pub enum AddrsError {
     #[error("bad /addrs/ connect string: address {0:?} is not a multiaddr")]
     BadAddr(String),
     #[error("bad /addrs/ connect string: address {addr} belongs to peer {other}, not {peer}")]
-    OtherPeer { addr: String, other: PeerId, peer: PeerId },
+    OtherPeer { addr: String, other: String, peer: String },
 }
 
 impl ConnectTarget {
@@ -75,11 +75,14 @@ impl ConnectTarget {
 
     /// The `/addrs/` connect string for this peer and its addresses.
     pub fn to_connect_string(&self) -> String {
-        let json = serde_json::json!({
-            "peerID": self.peer.to_base58(),
-            "addrs": self.addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
-        });
-        format!("{ADDRS_PREFIX}{}", ascii85::encode(json.to_string().as_bytes()))
+        // Written by hand to keep the original's key order: peerID, then addrs.
+        let addrs: Vec<String> = self.addrs.iter().map(|a| a.to_string()).collect();
+        let json = format!(
+            r#"{{"peerID":{},"addrs":{}}}"#,
+            serde_json::Value::from(self.peer.to_base58()),
+            serde_json::Value::from(addrs),
+        );
+        format!("{ADDRS_PREFIX}{}", ascii85::encode(json.as_bytes()))
     }
 }
 
@@ -92,7 +95,11 @@ fn strip_peer(text: &str, peer: PeerId) -> Result<Multiaddr, AddrsError> {
         text.parse().map_err(|_| AddrsError::BadAddr(text.chars().take(200).collect()))?;
     if let Some(Protocol::P2p(other)) = addr.iter().last() {
         if other != peer {
-            return Err(AddrsError::OtherPeer { addr: text.to_string(), other, peer });
+            return Err(AddrsError::OtherPeer {
+                addr: text.to_string(),
+                other: other.to_base58(),
+                peer: peer.to_base58(),
+            });
         }
         addr.pop();
     }

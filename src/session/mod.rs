@@ -81,6 +81,8 @@ impl Shared {
 /// A stream that arrived on one of the session's listeners.
 struct Incoming {
     protocol: String,
+    /// Which listening of `protocol` it came in on (a Stop and a new Listen make another).
+    generation: u64,
     peer: PeerId,
     io: BoxIo,
     slot: Option<StreamSlot>,
@@ -96,12 +98,13 @@ struct ConnectOutcome {
 
 struct Listener {
     frames: bool,
+    generation: u64,
     _accept: AbortOnDropHandle<()>,
 }
 
 struct Conn {
-    /// The listened protocol this stream came in on; `None` for a Connect's stream.
-    listener: Option<String>,
+    /// The listener (protocol, generation) this stream came in on; `None` for a Connect's.
+    listener: Option<(String, u64)>,
     frames: bool,
     queue: mpsc::Sender<Bytes>,
     reader: JoinHandle<()>,
@@ -186,6 +189,7 @@ struct Session {
     listeners: HashMap<String, Listener>,
     conns: HashMap<ConnId, Conn>,
     next_conn: ConnId,
+    next_generation: u64,
     budget: Arc<WriteBudget>,
     /// Data that did not fit its stream's queue; the WebSocket is not read until it does.
     blocked: Option<(ConnId, Bytes)>,
@@ -210,6 +214,7 @@ impl Session {
             listeners: HashMap::new(),
             conns: HashMap::new(),
             next_conn: 0,
+            next_generation: 0,
             budget,
             blocked: None,
         }
@@ -377,8 +382,11 @@ impl Session {
                 return Err(e);
             }
         };
+        let generation = self.next_generation;
+        self.next_generation += 1;
         let accept = accept_loop(
             protocol.to_string(),
+            generation,
             remote,
             local,
             node.peer_id(),
@@ -386,21 +394,20 @@ impl Session {
             self.incoming_tx.clone(),
         );
         let accept = AbortOnDropHandle::new(tokio::spawn(accept.in_current_span()));
-        self.listeners.insert(protocol.to_string(), Listener { frames, _accept: accept });
+        self.listeners
+            .insert(protocol.to_string(), Listener { frames, generation, _accept: accept });
         Ok(())
     }
 
     async fn on_stop(&mut self, retain: bool, protocol: String) {
-        if self.listeners.remove(&protocol).is_some() {
+        let stopped = self.listeners.remove(&protocol);
+        if stopped.is_some() {
             self.shared.hub.unregister(&protocol, self.id);
         }
-        if !retain {
-            let ids: Vec<ConnId> = self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.listener.as_deref() == Some(protocol.as_str()))
-                .map(|(id, _)| *id)
-                .collect();
+        if let (false, Some(stopped)) = (retain, stopped) {
+            let this = Some((protocol.clone(), stopped.generation));
+            let ids: Vec<ConnId> =
+                self.conns.iter().filter(|(_, c)| c.listener == this).map(|(id, _)| *id).collect();
             for id in ids {
                 self.close_conn(id, Some("listener stopped".into())).await;
             }
@@ -532,8 +539,9 @@ impl Session {
     }
 
     async fn on_incoming(&mut self, incoming: Incoming) {
-        let Incoming { protocol, peer, io, slot } = incoming;
-        let Some(listener) = self.listeners.get(&protocol) else {
+        let Incoming { protocol, generation, peer, io, slot } = incoming;
+        let Some(listener) = self.listeners.get(&protocol).filter(|l| l.generation == generation)
+        else {
             return; // stopped meanwhile: dropping the stream resets it
         };
         let frames = listener.frames;
@@ -546,7 +554,7 @@ impl Session {
         tracing::debug!(conn = id, %peer, %protocol, "stream accepted");
         let peer_id = peer.to_base58();
         self.send(ServerMsg::ListenerConnection { id, peer_id, protocol: protocol.clone() }).await;
-        self.start_conn(id, io, frames, Some(protocol), slot);
+        self.start_conn(id, io, frames, Some((protocol, generation)), slot);
     }
 
     fn alloc_id(&mut self) -> ConnId {
@@ -561,7 +569,7 @@ impl Session {
         id: ConnId,
         io: BoxIo,
         frames: bool,
-        listener: Option<String>,
+        listener: Option<(String, u64)>,
         slot: Option<StreamSlot>,
     ) {
         let (rd, wr) = tokio::io::split(io);
@@ -630,6 +638,7 @@ impl Session {
 /// `libp2p-stream` drops streams that arrive while nobody polls.
 async fn accept_loop(
     protocol: String,
+    generation: u64,
     mut remote: libp2p_stream::IncomingStreams,
     mut local: mpsc::Receiver<BoxIo>,
     own: PeerId,
@@ -643,9 +652,9 @@ async fn accept_loop(
                     tracing::warn!(%peer, %protocol, limit = peer_streams.limit(), "incoming stream refused: too many streams from peer");
                     continue;
                 };
-                Incoming { protocol: protocol.clone(), peer, io: Box::new(stream.compat()), slot: Some(slot) }
+                Incoming { protocol: protocol.clone(), generation, peer, io: Box::new(stream.compat()), slot: Some(slot) }
             }
-            Some(io) = local.recv() => Incoming { protocol: protocol.clone(), peer: own, io, slot: None },
+            Some(io) = local.recv() => Incoming { protocol: protocol.clone(), generation, peer: own, io, slot: None },
             else => break,
         };
         if let Err(e) = session.try_send(incoming) {

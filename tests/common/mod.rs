@@ -1,0 +1,287 @@
+//! Test helpers: daemons in-process on 127.0.0.1:0, WebSocket clients speaking the
+//! wire protocol, and a plain rust-libp2p peer. Every wait is under a timeout.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, time::Duration};
+
+use bytes::Bytes;
+use futures::{SinkExt as _, StreamExt as _};
+use libp2p::{Multiaddr, PeerId};
+use libp2p_websocket::{
+    node::NodeKey,
+    protocol::{ClientMsg, ConnId, Relay, ServerMsg},
+    Config,
+};
+use tokio::{net::TcpStream, sync::oneshot, task::JoinHandle};
+use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
+
+/// The longest any single step of a test may take.
+pub const STEP: Duration = Duration::from_secs(20);
+
+pub async fn within<F: std::future::Future>(what: &str, f: F) -> F::Output {
+    tokio::time::timeout(STEP, f).await.unwrap_or_else(|_| panic!("timed out: {what}"))
+}
+
+/// A daemon running in this process.
+pub struct Daemon {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<Result<(), libp2p_websocket::Error>>,
+}
+
+impl Daemon {
+    pub async fn start(config: Config) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(libp2p_websocket::run(config, listener, async move {
+            let _ = rx.await;
+        }));
+        Self { addr, shutdown: Some(tx), task }
+    }
+
+    /// A daemon started lazily (no key), libp2p on loopback only, no bootstrap peers.
+    pub async fn local() -> Self {
+        Self::start(Config::local()).await
+    }
+
+    /// A daemon whose node starts at launch with `key`.
+    pub async fn with_key(key: NodeKey) -> Self {
+        Self::start(Config { key: Some(key), ..Config::local() }).await
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://{}/libp2p", self.addr)
+    }
+
+    pub async fn stop(mut self) {
+        let _ = self.shutdown.take().unwrap().send(());
+        within("daemon shutdown", &mut self.task).await.unwrap().unwrap();
+    }
+}
+
+/// What Identify said.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub public: bool,
+    pub peer_id: PeerId,
+    pub addresses: Vec<Multiaddr>,
+    pub key: String,
+}
+
+impl Identity {
+    fn from_msg(msg: ServerMsg) -> Self {
+        let ServerMsg::Identify { public, peer_id, addresses, key } = msg else {
+            panic!("expected Identify, got {msg:?}");
+        };
+        let addresses: Vec<String> =
+            serde_json::from_str(&addresses).expect("ADDRESSES is a JSON array");
+        Self {
+            public,
+            peer_id: peer_id.parse().expect("base58 peer id"),
+            addresses: addresses.iter().map(|a| a.parse().expect("multiaddr")).collect(),
+            key,
+        }
+    }
+
+    /// The `/addrs/` connect string of this identity.
+    pub fn connect_string(&self) -> String {
+        libp2p_websocket::protocol::ConnectTarget {
+            peer: self.peer_id,
+            addrs: self.addresses.clone(),
+        }
+        .to_connect_string()
+    }
+}
+
+/// A WebSocket client of the daemon.
+pub struct Client {
+    pub ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+}
+
+impl Client {
+    pub async fn connect(daemon: &Daemon) -> Self {
+        let (ws, _) = within("WebSocket connect", tokio_tungstenite::connect_async(daemon.url()))
+            .await
+            .unwrap();
+        Self { ws }
+    }
+
+    /// Connects, reads Hello, starts the node if needed, and returns the Identify.
+    pub async fn started(daemon: &Daemon) -> (Self, Identity) {
+        let mut client = Self::connect(daemon).await;
+        let identity = client.handshake().await;
+        (client, identity)
+    }
+
+    pub async fn handshake(&mut self) -> Identity {
+        match self.recv().await {
+            ServerMsg::Hello { started: false, .. } => {
+                self.send(ClientMsg::Start { key: Bytes::new() }).await;
+            }
+            ServerMsg::Hello { started: true, .. } => {}
+            other => panic!("expected Hello, got {other:?}"),
+        }
+        Identity::from_msg(self.recv().await)
+    }
+
+    pub async fn send(&mut self, msg: ClientMsg) {
+        self.send_raw(msg.encode().to_vec()).await;
+    }
+
+    pub async fn send_raw(&mut self, bytes: Vec<u8>) {
+        within("WebSocket send", self.ws.send(Message::Binary(bytes.into()))).await.unwrap();
+    }
+
+    pub async fn recv(&mut self) -> ServerMsg {
+        loop {
+            let message = within("WebSocket receive", self.ws.next())
+                .await
+                .expect("WebSocket ended")
+                .expect("WebSocket error");
+            match message {
+                Message::Binary(bytes) => {
+                    return ServerMsg::decode(bytes).expect("valid server message")
+                }
+                Message::Ping(_) | Message::Pong(_) => continue,
+                other => panic!("unexpected WebSocket message {other:?}"),
+            }
+        }
+    }
+
+    /// Whether the daemon sends nothing for `wait`.
+    pub async fn quiet_for(&mut self, wait: Duration) -> Option<ServerMsg> {
+        match tokio::time::timeout(wait, self.ws.next()).await {
+            Err(_) => None,
+            Ok(Some(Ok(Message::Binary(bytes)))) => Some(ServerMsg::decode(bytes).unwrap()),
+            Ok(other) => panic!("unexpected {other:?}"),
+        }
+    }
+
+    pub async fn listen(&mut self, protocol: &str, frames: bool) {
+        self.send(ClientMsg::Listen { frames, protocol: protocol.into() }).await;
+        match self.recv().await {
+            ServerMsg::Listening { protocol: p } => assert_eq!(p, protocol),
+            other => panic!("expected Listening, got {other:?}"),
+        }
+    }
+
+    /// Sends Connect and returns the answer (Peer Connection or Peer Connection Refused).
+    pub async fn connect_to(&mut self, peer: &str, protocol: &str, frames: bool) -> ServerMsg {
+        self.send(ClientMsg::Connect {
+            frames,
+            relay: Relay::Direct,
+            protocol: protocol.into(),
+            peer: peer.into(),
+        })
+        .await;
+        self.recv().await
+    }
+
+    /// Connects and returns the new connection id, panicking on refusal.
+    pub async fn open(&mut self, peer: &str, protocol: &str, frames: bool) -> ConnId {
+        match self.connect_to(peer, protocol, frames).await {
+            ServerMsg::PeerConnection { id, protocol: p, .. } => {
+                assert_eq!(p, protocol);
+                id
+            }
+            other => panic!("expected Peer Connection, got {other:?}"),
+        }
+    }
+
+    /// Waits for a Listener Connection and returns its id and peer.
+    pub async fn accepted(&mut self) -> (ConnId, String) {
+        match self.recv().await {
+            ServerMsg::ListenerConnection { id, peer_id, .. } => (id, peer_id),
+            other => panic!("expected Listener Connection, got {other:?}"),
+        }
+    }
+
+    pub async fn data(&mut self, id: ConnId, data: &[u8]) {
+        self.send(ClientMsg::Data { id, data: Bytes::copy_from_slice(data) }).await;
+    }
+
+    /// Receives Data messages of `id` until `len` bytes arrived; returns them in order.
+    pub async fn read_bytes(&mut self, id: ConnId, len: usize) -> Vec<u8> {
+        let mut got = Vec::with_capacity(len);
+        while got.len() < len {
+            match self.recv().await {
+                ServerMsg::Data { id: i, data } if i == id => got.extend_from_slice(&data),
+                other => panic!("expected Data for {id}, got {other:?}"),
+            }
+        }
+        got
+    }
+
+    /// Receives one Data message of `id`.
+    pub async fn read_message(&mut self, id: ConnId) -> Bytes {
+        match self.recv().await {
+            ServerMsg::Data { id: i, data } if i == id => data,
+            other => panic!("expected Data for {id}, got {other:?}"),
+        }
+    }
+
+    pub async fn expect_closed(&mut self, id: ConnId) -> String {
+        match self.recv().await {
+            ServerMsg::ConnectionClosed { id: i, reason } if i == id => reason,
+            other => panic!("expected Connection Closed for {id}, got {other:?}"),
+        }
+    }
+}
+
+/// Deterministic test bytes.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 11) as u8).collect()
+}
+
+/// A plain rust-libp2p peer (TCP, noise, yamux, libp2p-stream) on loopback.
+pub struct TestPeer {
+    pub peer_id: PeerId,
+    pub addr: Multiaddr,
+    pub control: libp2p_stream::Control,
+    _task: tokio_util::task::AbortOnDropHandle<()>,
+}
+
+impl TestPeer {
+    pub async fn new() -> Self {
+        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                libp2p::tcp::Config::default(),
+                libp2p::noise::Config::new,
+                libp2p::yamux::Config::default,
+            )
+            .unwrap()
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
+        let addr = within("test peer listen", async {
+            loop {
+                if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+                    swarm.select_next_some().await
+                {
+                    return address;
+                }
+            }
+        })
+        .await;
+        let peer_id = *swarm.local_peer_id();
+        let control = swarm.behaviour().new_control();
+        let task = tokio::spawn(async move {
+            loop {
+                swarm.select_next_some().await;
+            }
+        });
+        Self { peer_id, addr, control, _task: tokio_util::task::AbortOnDropHandle::new(task) }
+    }
+
+    pub fn connect_string(&self) -> String {
+        libp2p_websocket::protocol::ConnectTarget {
+            peer: self.peer_id,
+            addrs: vec![self.addr.clone()],
+        }
+        .to_connect_string()
+    }
+}

@@ -1,0 +1,220 @@
+// The wire codec of html/protocol.js against the shared hex vectors
+// (tests/vectors/messages.json, written by tests/vectors/gen.py), plus a fuzz loop.
+// Run: node --test tests/js/
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+
+import {
+    decodeClientMessage,
+    decodeServerMessage,
+    encodeClientMessage,
+    encodeServerMessage,
+} from '../../html/protocol.js';
+
+const vectors = JSON.parse(readFileSync(new URL('../vectors/messages.json', import.meta.url), 'utf8'));
+
+const hex = (bytes) => Buffer.from(bytes).toString('hex');
+const unhex = (text) => new Uint8Array(Buffer.from(text, 'hex'));
+
+// The vectors' JSON form: ids as decimal strings, data as hex.
+function toVectorForm(msg) {
+    const out = { ...msg };
+    if (typeof out.id === 'bigint') out.id = out.id.toString();
+    if (out.data instanceof Uint8Array) out.data = hex(out.data);
+    return out;
+}
+
+function fromVectorForm(msg) {
+    const out = { ...msg };
+    if (typeof out.id === 'string') out.id = BigInt(out.id);
+    if (typeof out.data === 'string') out.data = unhex(out.data);
+    return out;
+}
+
+test('the vectors file has every section', () => {
+    for (const key of ['client', 'server', 'client_invalid', 'ascii85', 'addrs']) {
+        assert.ok(Array.isArray(vectors[key]) && vectors[key].length > 0, key);
+    }
+});
+
+test('every client message type and layout has a vector', () => {
+    const seen = new Set(vectors.client.map((v) => `${v.msg.type}/${v.layout}`));
+    for (const type of ['Start', 'Listen', 'Stop', 'Close', 'Data', 'Connect']) assert.ok(seen.has(`${type}/client`), type);
+    for (const type of ['Start', 'Stop', 'Connect']) assert.ok(seen.has(`${type}/readme`), type);
+});
+
+test('every server message type has a vector', () => {
+    const seen = new Set(vectors.server.map((v) => v.msg.type));
+    for (const type of [
+        'Hello', 'Identify', 'ListenerConnection', 'ConnectionClosed', 'Data', 'ListenRefused',
+        'ListenerClosed', 'PeerConnection', 'PeerConnectionRefused', 'ProtocolError', 'Listening',
+    ]) {
+        assert.ok(seen.has(type), type);
+    }
+});
+
+for (const v of vectors.client) {
+    test(`client vector decodes: ${v.name}`, () => {
+        const msg = decodeClientMessage(unhex(v.hex));
+        assert.deepEqual(toVectorForm(msg), v.msg);
+        if (msg.id !== undefined) assert.equal(typeof msg.id, 'bigint');
+    });
+    const reencodes = v.layout === 'client' || (v.msg.type === 'Connect' && typeof v.msg.relay === 'string');
+    if (reencodes) {
+        test(`client vector encodes: ${v.name}`, () => {
+            assert.equal(hex(encodeClientMessage(fromVectorForm(v.msg))), v.hex);
+        });
+    }
+}
+
+for (const v of vectors.server) {
+    test(`server vector round-trips: ${v.name}`, () => {
+        const msg = decodeServerMessage(unhex(v.hex));
+        assert.deepEqual(toVectorForm(msg), v.msg);
+        assert.equal(hex(encodeServerMessage(fromVectorForm(v.msg))), v.hex);
+    });
+}
+
+for (const v of vectors.client_invalid) {
+    test(`invalid client message throws: ${v.name}`, () => {
+        assert.throws(
+            () => decodeClientMessage(unhex(v.hex)),
+            (err) => err instanceof Error && err.message.includes(v.error),
+            `expected an error containing ${JSON.stringify(v.error)}`,
+        );
+    });
+}
+
+test('decoders accept ArrayBuffer, Buffer and offset views', () => {
+    const v = vectors.server.find((x) => x.msg.type === 'PeerConnection');
+    const bytes = unhex(v.hex);
+    const padded = new Uint8Array(bytes.length + 3);
+    padded.set(bytes, 3);
+    for (const input of [bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.length), Buffer.from(bytes), padded.subarray(3)]) {
+        assert.deepEqual(toVectorForm(decodeServerMessage(input)), v.msg);
+    }
+});
+
+test('trailing bytes a message does not use are ignored', () => {
+    const close = decodeClientMessage(unhex('03' + '0000000000000009' + 'ffff'));
+    assert.deepEqual(close, { type: 'Close', id: 9n });
+    const hello = decodeServerMessage(unhex('00' + '01' + hex(new TextEncoder().encode('v9'))));
+    assert.deepEqual(hello, { type: 'Hello', started: true, version: 'v9' });
+});
+
+test('truncated server messages throw Errors naming the message', () => {
+    assert.throws(() => decodeServerMessage(new Uint8Array()), /empty/);
+    assert.throws(() => decodeServerMessage(unhex('0300')), /Connection Closed: message too short for ID/);
+    assert.throws(() => decodeServerMessage(unhex('0100')), /Identify: message too short for PEERID length/);
+    assert.throws(() => decodeServerMessage(unhex('01000005414243')), /PEERID length 5 exceeds/);
+    assert.throws(() => decodeServerMessage(unhex('08000141')), /Peer Connection Refused: message too short for PROTOCOL length/);
+    assert.throws(() => decodeServerMessage(unhex('0aff')), /not valid UTF-8/);
+});
+
+test('unknown server message types decode as Unknown', () => {
+    const m = decodeServerMessage(unhex('0b01'));
+    assert.equal(m.type, 'Unknown');
+    assert.equal(m.code, 11);
+    assert.deepEqual([...m.body], [1]);
+});
+
+test('encoders validate their input', () => {
+    assert.throws(() => encodeClientMessage({ type: 'Nope' }), TypeError);
+    assert.throws(() => encodeServerMessage({ type: 'constructor' }), TypeError);
+    assert.throws(() => encodeClientMessage({ type: 'Close', id: -1n }), RangeError);
+    assert.throws(() => encodeClientMessage({ type: 'Close', id: 1n << 64n }), RangeError);
+    assert.throws(
+        () => encodeClientMessage({ type: 'Connect', frames: true, relay: false, protocol: '/' + 'x'.repeat(70000), peer: 'p' }),
+        RangeError,
+    );
+    // numbers and decimal strings are accepted as ids
+    assert.equal(hex(encodeClientMessage({ type: 'Close', id: 258 })), '030000000000000102');
+    assert.equal(hex(encodeClientMessage({ type: 'Close', id: '258' })), '030000000000000102');
+    // string data goes as UTF-8
+    assert.equal(hex(encodeClientMessage({ type: 'Data', id: 1n, data: 'é' })), '040000000000000001c3a9');
+});
+
+test('Connect: a relay peer id selects the README layout, booleans the client layout', () => {
+    const viaRelay = encodeClientMessage({ type: 'Connect', frames: false, relay: 'R', protocol: '/p', peer: 'X' });
+    assert.equal(hex(viaRelay), '0500' + '0002' + hex(Buffer.from('/p')) + '0001' + hex(Buffer.from('R')) + hex(Buffer.from('X')));
+    assert.deepEqual(decodeClientMessage(viaRelay), { type: 'Connect', frames: false, relay: 'R', protocol: '/p', peer: 'X' });
+    const direct = encodeClientMessage({ type: 'Connect', frames: true, relay: true, protocol: '/p', peer: 'X' });
+    assert.equal(hex(direct), '050101' + '0002' + hex(Buffer.from('/p')) + hex(Buffer.from('X')));
+});
+
+// mulberry32: a small fixed-seed PRNG so failures reproduce.
+function prng(seed) {
+    let a = seed >>> 0;
+    return () => {
+        a = (a + 0x6d2b79f5) >>> 0;
+        let t = a;
+        t = Math.imul(t ^ (t >>> 15), t | 1);
+        t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+        return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+    };
+}
+
+function decodeOrError(decode, bytes) {
+    try {
+        return { msg: decode(bytes) };
+    } catch (err) {
+        assert.ok(err instanceof Error, `threw a non-Error: ${String(err)} for ${hex(bytes)}`);
+        assert.ok(err.message.length > 0, `empty error message for ${hex(bytes)}`);
+        return { err };
+    }
+}
+
+test('fuzz: decoding random bytes yields a message or throws an Error', () => {
+    const rand = prng(0x5eed1234);
+    const small = [0, 1, 2, 0x2f, 0x20, 0x1f, 0xff];
+    let decoded = 0;
+    for (let i = 0; i < 6000; i++) {
+        const len = Math.floor(rand() * 48);
+        const bytes = new Uint8Array(len);
+        for (let j = 0; j < len; j++) {
+            // mostly small values and '/', so lengths and flags are often plausible
+            bytes[j] = rand() < 0.5 ? small[Math.floor(rand() * small.length)] : Math.floor(rand() * 256);
+        }
+        if (len > 0 && rand() < 0.8) bytes[0] = Math.floor(rand() * 13);
+        for (const decode of [decodeClientMessage, decodeServerMessage]) {
+            const r = decodeOrError(decode, bytes);
+            if (r.msg) decoded++;
+        }
+    }
+    assert.ok(decoded > 1000, `only ${decoded} random inputs decoded`);
+});
+
+test('fuzz: every prefix and every bit flip of the vectors decodes or throws an Error', () => {
+    const rand = prng(42);
+    const cases = [
+        ...vectors.client.map((v) => [decodeClientMessage, unhex(v.hex)]),
+        ...vectors.server.map((v) => [decodeServerMessage, unhex(v.hex)]),
+    ];
+    for (const [decode, bytes] of cases) {
+        for (let n = 0; n <= bytes.length; n++) decodeOrError(decode, bytes.subarray(0, n));
+        for (let k = 0; k < 40; k++) {
+            const flipped = Uint8Array.from(bytes);
+            const at = Math.floor(rand() * flipped.length);
+            flipped[at] ^= 1 << Math.floor(rand() * 8);
+            decodeOrError(decode, flipped);
+        }
+    }
+});
+
+test('fuzz: decoded messages re-encode to messages that decode the same', () => {
+    const rand = prng(7);
+    for (let i = 0; i < 4000; i++) {
+        const len = 1 + Math.floor(rand() * 40);
+        const bytes = new Uint8Array(len);
+        for (let j = 0; j < len; j++) bytes[j] = rand() < 0.4 ? Math.floor(rand() * 3) : Math.floor(rand() * 128);
+        bytes[0] = Math.floor(rand() * 11);
+        const s = decodeOrError(decodeServerMessage, bytes);
+        if (s.msg) assert.deepEqual(decodeServerMessage(encodeServerMessage(s.msg)), s.msg);
+        if (bytes[0] >= 1 && bytes[0] <= 4) {
+            const c = decodeOrError(decodeClientMessage, bytes);
+            if (c.msg) assert.deepEqual(decodeClientMessage(encodeClientMessage(c.msg)), c.msg);
+        }
+    }
+});

@@ -1,0 +1,662 @@
+// The promise API (Gateway, Connection) and the original's callback API of
+// html/protocol.js, driven against an in-memory fake WebSocket whose far end plays the
+// daemon. Run: node --test tests/js/
+
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+
+import libp2p, {
+    Gateway,
+    KEY_STORAGE_NAME,
+    decodeClientMessage,
+    encodeServerMessage,
+    makeConnectString,
+    parseConnectString,
+} from '../../html/protocol.js';
+
+const PEER_SELF = '12D3KooWHwTKFTbaSelfSelfSelfSelfSelfSelfSelfSelfSelf';
+const PEER_B = '12D3KooWLX1Xa4aRBobBobBobBobBobBobBobBobBobBobBobBo';
+const PEER_C = '12D3KooWM3TALQFNCarolCarolCarolCarolCarolCarolCaro';
+const CHAT = '/libp2p-websocket/chat/1.0.0';
+const ADDRS = ['/ip4/127.0.0.1/tcp/4001', '/ip6/::1/tcp/4001'];
+const text = (bytes) => new TextDecoder().decode(bytes);
+const bytes = (s) => new TextEncoder().encode(s);
+const tick = () => new Promise((resolve) => setImmediate(resolve));
+
+async function until(cond, what = 'condition') {
+    for (let i = 0; i < 200; i++) {
+        if (cond()) return;
+        await tick();
+    }
+    assert.fail(`timed out waiting for ${what}`);
+}
+
+// ------------------------------------------------------------------ the fake
+
+// Plays the daemon's side of one or more WebSocket sessions. Each server message goes
+// out in its own macrotask, as over a network.
+class FakeDaemon {
+    constructor({ started = false, publicNat = false, key = 'CAESQNEWKEY==', version = 'fake 1.0', blobs = false } = {}) {
+        this.started = started;
+        this.publicNat = publicNat;
+        this.key = key;
+        this.version = version;
+        this.blobs = blobs; // deliver Blobs whatever binaryType says
+        this.received = []; // decoded client messages, in order
+        this.sockets = [];
+        this.nextId = 0n;
+        this.refuse = new Set(); // protocols Listen refuses
+        this.peers = new Map([[PEER_B, new Set([CHAT, '/echo'])], [PEER_C, new Set([CHAT])]]);
+        this.startedWithKey = null;
+        const daemon = this;
+        this.WebSocket = class FakeWebSocket extends EventTarget {
+            constructor(url) {
+                super();
+                this.url = url;
+                this.readyState = 0;
+                this.binaryType = 'blob';
+                this.closeCalls = 0;
+                daemon.sockets.push(this);
+                setImmediate(() => {
+                    this.readyState = 1;
+                    this.emit('open', {});
+                    daemon.opened(this);
+                });
+            }
+            send(data) {
+                if (this.readyState !== 1) throw new Error('InvalidStateError: not open');
+                assert.ok(data instanceof Uint8Array, 'the client sends Uint8Arrays');
+                const msg = decodeClientMessage(Uint8Array.from(data));
+                daemon.received.push(msg);
+                daemon.handle(this, msg);
+            }
+            close(code = 1000, reason = '') {
+                this.closeCalls++;
+                if (this.readyState >= 2) return;
+                this.readyState = 2;
+                setImmediate(() => daemon.hangUp(this, code, reason));
+            }
+            emit(type, props) {
+                const event = Object.assign(new Event(type), props);
+                this.dispatchEvent(event);
+                this[`on${type}`]?.(event);
+            }
+        };
+    }
+
+    send(ws, msg) {
+        const raw = msg instanceof Uint8Array ? msg : encodeServerMessage(msg);
+        setImmediate(() => {
+            if (ws.readyState !== 1) return;
+            let data;
+            if (this.blobs || ws.binaryType === 'blob') data = new Blob([raw]);
+            else data = raw.buffer.slice(raw.byteOffset, raw.byteOffset + raw.byteLength);
+            ws.emit('message', { data });
+        });
+    }
+
+    hangUp(ws, code = 1006, reason = '') {
+        if (ws.readyState === 3) return;
+        ws.readyState = 3;
+        ws.emit('close', { code, reason, wasClean: code === 1000 });
+    }
+
+    opened(ws) {
+        this.send(ws, { type: 'Hello', started: this.started, version: this.version });
+        if (this.started) this.identify(ws);
+    }
+
+    identify(ws) {
+        this.send(ws, {
+            type: 'Identify',
+            public: this.publicNat,
+            peerID: PEER_SELF,
+            addresses: JSON.stringify(ADDRS),
+            key: this.key,
+        });
+    }
+
+    handle(ws, msg) {
+        switch (msg.type) {
+            case 'Start':
+                this.started = true;
+                this.startedWithKey = msg.key;
+                if (msg.key) this.key = msg.key;
+                return this.identify(ws);
+            case 'Listen':
+                if (this.refuse.has(msg.protocol)) return this.send(ws, { type: 'ListenRefused', protocol: msg.protocol });
+                return this.send(ws, { type: 'Listening', protocol: msg.protocol });
+            case 'Stop':
+                return this.send(ws, { type: 'ListenerClosed', protocol: msg.protocol });
+            case 'Connect': {
+                let peerID = msg.peer;
+                if (peerID.startsWith('/addrs/')) peerID = parseConnectString(peerID).peerID;
+                if (this.peers.get(peerID)?.has(msg.protocol)) {
+                    const id = this.nextId++;
+                    return this.send(ws, { type: 'PeerConnection', id, peerID, protocol: msg.protocol });
+                }
+                return this.send(ws, {
+                    type: 'PeerConnectionRefused',
+                    peerID: msg.peer,
+                    protocol: msg.protocol,
+                    error: `failed to negotiate ${msg.protocol} with ${peerID}`,
+                });
+            }
+            case 'Data': // the fake peers echo what they get, upper-cased
+                return this.send(ws, { type: 'Data', id: msg.id, data: bytes(text(msg.data).toUpperCase()) });
+            default:
+                return undefined;
+        }
+    }
+
+    // A remote peer opens a stream to one of this session's listeners.
+    incoming(ws, peerID, protocol) {
+        const id = this.nextId++;
+        this.send(ws, { type: 'ListenerConnection', id, peerID, protocol });
+        return id;
+    }
+}
+
+class MemoryStorage {
+    constructor(entries = {}) {
+        this.map = new Map(Object.entries(entries));
+    }
+    getItem(k) {
+        return this.map.has(k) ? this.map.get(k) : null;
+    }
+    setItem(k, v) {
+        this.map.set(k, String(v));
+    }
+}
+
+async function open(daemonOptions = {}, gatewayOptions = {}) {
+    const daemon = new FakeDaemon(daemonOptions);
+    const storage = gatewayOptions.storage ?? new MemoryStorage();
+    const gw = await Gateway.connect('ws://fake/libp2p', { WebSocket: daemon.WebSocket, storage, ...gatewayOptions });
+    return { daemon, gw, storage, ws: daemon.sockets[0] };
+}
+
+// ------------------------------------------------------------------ Gateway
+
+test('Gateway.connect: Hello(not started) -> Start with the stored key -> Identify', async () => {
+    const storage = new MemoryStorage({ [KEY_STORAGE_NAME]: 'CAESQSTORED==' });
+    const { daemon, gw, ws } = await open({}, { storage });
+    assert.equal(ws.url, 'ws://fake/libp2p');
+    assert.equal(ws.binaryType, 'arraybuffer');
+    assert.deepEqual(daemon.received, [{ type: 'Start', key: 'CAESQSTORED==' }]);
+    assert.equal(gw.peerID, PEER_SELF);
+    assert.deepEqual(gw.addresses, ADDRS);
+    assert.equal(gw.public, false);
+    assert.equal(gw.key, 'CAESQSTORED==');
+    assert.equal(gw.started, false);
+    assert.equal(gw.version, 'fake 1.0');
+    assert.equal(gw.connectString, makeConnectString(PEER_SELF, ADDRS));
+    assert.deepEqual(parseConnectString(gw.connectString), { peerID: PEER_SELF, addrs: ADDRS });
+    gw.close();
+});
+
+test('Gateway.connect: a fresh node stores the key from Identify', async () => {
+    const { daemon, gw, storage } = await open({ key: 'CAESQFRESH==' });
+    assert.deepEqual(daemon.received, [{ type: 'Start', key: '' }]);
+    assert.equal(storage.getItem(KEY_STORAGE_NAME), 'CAESQFRESH==');
+    assert.equal(gw.key, 'CAESQFRESH==');
+});
+
+test('Gateway.connect: an explicit key wins over storage; an empty KEY is not stored', async () => {
+    const storage = new MemoryStorage({ [KEY_STORAGE_NAME]: 'OLD' });
+    const { daemon } = await open({ key: '' }, { storage, key: 'EXPLICIT' });
+    assert.deepEqual(daemon.received, [{ type: 'Start', key: 'EXPLICIT' }]);
+    const d2 = new FakeDaemon({ key: '' });
+    const s2 = new MemoryStorage();
+    await Gateway.connect('ws://fake/libp2p', { WebSocket: d2.WebSocket, storage: s2 });
+    assert.equal(s2.getItem(KEY_STORAGE_NAME), null);
+});
+
+test('Gateway.connect: an already started node is not started again', async () => {
+    const { daemon, gw } = await open({ started: true, publicNat: true });
+    assert.deepEqual(daemon.received, []);
+    assert.equal(gw.started, true);
+    assert.equal(gw.public, true);
+});
+
+test('Gateway.connect rejects when the socket closes before Identify, or on a Protocol Error', async () => {
+    const daemon = new FakeDaemon();
+    daemon.opened = (ws) => daemon.hangUp(ws, 1011, 'nope');
+    await assert.rejects(Gateway.connect('ws://x/libp2p', { WebSocket: daemon.WebSocket, storage: null }), /closed before/);
+
+    const d2 = new FakeDaemon();
+    d2.opened = (ws) => d2.send(ws, { type: 'ProtocolError', msg: 'There is already a connection' });
+    await assert.rejects(Gateway.connect('ws://x/libp2p', { WebSocket: d2.WebSocket, storage: null }), /already a connection/);
+    await until(() => d2.sockets[0].readyState === 3, 'the failed socket to close');
+});
+
+test('Gateway.connect without a URL and without a page location says so', async () => {
+    await assert.rejects(Gateway.connect(undefined, { WebSocket: new FakeDaemon().WebSocket }), /no URL given/);
+});
+
+test('Gateway.connect derives ws(s)://<host>/libp2p from the page location', async () => {
+    const saved = Object.getOwnPropertyDescriptor(globalThis, 'location');
+    try {
+        const daemon = new FakeDaemon();
+        globalThis.location = { protocol: 'https:', host: 'example.test:8888' };
+        await Gateway.connect({ WebSocket: daemon.WebSocket, storage: null });
+        assert.equal(daemon.sockets[0].url, 'wss://example.test:8888/libp2p');
+    } finally {
+        if (saved) Object.defineProperty(globalThis, 'location', saved);
+        else delete globalThis.location;
+    }
+});
+
+test('listen resolves on Listening, rejects on Listen Refused; stop resolves on Listener Closed', async () => {
+    const { daemon, gw } = await open();
+    daemon.refuse.add('/taken');
+    assert.equal(await gw.listen(CHAT), CHAT);
+    assert.deepEqual(daemon.received.at(-1), { type: 'Listen', frames: true, protocol: CHAT });
+    assert.ok(gw.listening.has(CHAT));
+    await assert.rejects(gw.listen('/taken', { framed: false }), (err) => err.message.includes('/taken') && err.protocol === '/taken');
+    assert.deepEqual(daemon.received.at(-1), { type: 'Listen', frames: false, protocol: '/taken' });
+    assert.equal(await gw.stop(CHAT), CHAT);
+    assert.deepEqual(daemon.received.at(-1), { type: 'Stop', retain: false, protocol: CHAT });
+    assert.ok(!gw.listening.has(CHAT));
+    await gw.stop('/other', { retain: true });
+    assert.deepEqual(daemon.received.at(-1), { type: 'Stop', retain: true, protocol: '/other' });
+});
+
+test('incoming connection: connection event, data events, send and close', async () => {
+    const { daemon, gw, ws } = await open();
+    await gw.listen(CHAT);
+    const got = new Promise((resolve) => gw.addEventListener('connection', (e) => resolve(e.detail), { once: true }));
+    const id = daemon.incoming(ws, PEER_B, CHAT);
+    const conn = await got;
+    assert.equal(conn.id, id);
+    assert.equal(typeof conn.id, 'bigint');
+    assert.equal(conn.peerID, PEER_B);
+    assert.equal(conn.protocol, CHAT);
+    assert.equal(conn.incoming, true);
+    assert.equal(gw.connections.get(id), conn);
+
+    const chunks = [];
+    conn.addEventListener('data', (e) => chunks.push(text(e.detail)));
+    daemon.send(ws, { type: 'Data', id, data: bytes('one') });
+    daemon.send(ws, { type: 'Data', id: 999n, data: bytes('not ours') });
+    conn.sendJSON({ hi: 'there' });
+    await until(() => chunks.length === 2, 'two chunks');
+    assert.deepEqual(chunks, ['one', '{"HI":"THERE"}']);
+    assert.deepEqual(daemon.received.at(-1), { type: 'Data', id, data: bytes('{"hi":"there"}') });
+
+    const closed = new Promise((resolve) => conn.addEventListener('close', (e) => resolve(e.detail)));
+    conn.close();
+    assert.equal(await closed, 'closed');
+    assert.deepEqual(daemon.received.at(-1), { type: 'Close', id });
+    assert.equal(conn.closed, true);
+    assert.throws(() => conn.send('late'), /closed/);
+    assert.equal(gw.connections.size, 0);
+    conn.close(); // idempotent
+    assert.equal(daemon.received.filter((m) => m.type === 'Close').length, 1);
+});
+
+test('data that arrives before anyone listens is kept for the first consumer', async () => {
+    const { daemon, gw, ws } = await open();
+    let conn;
+    gw.addEventListener('connection', (e) => (conn = e.detail));
+    const id = daemon.incoming(ws, PEER_C, CHAT);
+    daemon.send(ws, { type: 'Data', id, data: bytes('early 1') });
+    daemon.send(ws, { type: 'Data', id, data: bytes('early 2') });
+    await until(() => conn, 'the connection');
+    await tick();
+    await tick();
+    const chunks = [];
+    conn.addEventListener('data', (e) => chunks.push(text(e.detail)));
+    daemon.send(ws, { type: 'Data', id, data: bytes('late') });
+    await until(() => chunks.length === 3, 'three chunks');
+    assert.deepEqual(chunks, ['early 1', 'early 2', 'late']);
+});
+
+test('async iteration yields chunks until the daemon closes the connection', async () => {
+    const { daemon, gw, ws } = await open();
+    let conn;
+    gw.addEventListener('connection', (e) => (conn = e.detail));
+    const id = daemon.incoming(ws, PEER_B, CHAT);
+    daemon.send(ws, { type: 'Data', id, data: bytes('a') });
+    await until(() => conn, 'the connection');
+    const reasons = [];
+    conn.addEventListener('close', (e) => reasons.push(e.detail));
+    setImmediate(() => {
+        daemon.send(ws, { type: 'Data', id, data: bytes('b') });
+        daemon.send(ws, { type: 'Data', id, data: bytes('c') });
+        daemon.send(ws, { type: 'ConnectionClosed', id, reason: 'stream reset' });
+    });
+    const seen = [];
+    for await (const chunk of conn) {
+        assert.ok(chunk instanceof Uint8Array);
+        seen.push(text(chunk));
+    }
+    assert.deepEqual(seen, ['a', 'b', 'c']);
+    assert.deepEqual(reasons, ['stream reset']);
+    assert.equal(conn.reason, 'stream reset');
+    // iterating a closed connection ends at once
+    for await (const chunk of conn) assert.fail(`unexpected ${chunk}`);
+});
+
+test('breaking out of an iteration leaves the connection open', async () => {
+    const { daemon, gw, ws } = await open();
+    const conn = await gw.connect(PEER_B, '/echo');
+    conn.send('x');
+    conn.send('y');
+    for await (const chunk of conn) {
+        assert.equal(text(chunk), 'X');
+        break;
+    }
+    assert.equal(conn.closed, false);
+    // 'Y' arrives while nobody consumes: it waits for the next consumer
+    await tick();
+    await tick();
+    const rest = [];
+    conn.addEventListener('data', (e) => rest.push(text(e.detail)));
+    conn.send('z');
+    await until(() => rest.length === 2, 'the next chunks');
+    assert.deepEqual(rest, ['Y', 'Z']);
+    assert.equal(ws, daemon.sockets[0]);
+});
+
+test('a once data listener takes one chunk; the rest waits for the next consumer', async () => {
+    const { gw } = await open();
+    const conn = await gw.connect(PEER_B, '/echo');
+    const first = new Promise((resolve) => conn.addEventListener('data', (e) => resolve(text(e.detail)), { once: true }));
+    conn.send('a');
+    conn.send('b');
+    conn.send('c');
+    assert.equal(await first, 'A');
+    await tick();
+    await tick();
+    await tick();
+    const controller = new AbortController();
+    const more = [];
+    conn.addEventListener('data', (e) => {
+        more.push(text(e.detail));
+        if (more.length === 1) controller.abort();
+    }, { signal: controller.signal });
+    await until(() => more.length === 1, 'one more chunk');
+    await tick();
+    assert.deepEqual(more, ['B']);
+    const seen = [];
+    const it = conn[Symbol.asyncIterator]();
+    seen.push(text((await it.next()).value));
+    assert.deepEqual(seen, ['C']);
+    await it.return();
+});
+
+test('connect resolves on Peer Connection with a working Connection', async () => {
+    const { daemon, gw } = await open();
+    const conn = await gw.connect(PEER_B, '/echo', { framed: false });
+    assert.deepEqual(daemon.received.at(-1), { type: 'Connect', frames: false, relay: false, protocol: '/echo', peer: PEER_B });
+    assert.equal(conn.incoming, false);
+    assert.equal(conn.peerID, PEER_B);
+    const reply = new Promise((resolve) => conn.addEventListener('data', (e) => resolve(text(e.detail)), { once: true }));
+    conn.send(new Uint8Array([0x68, 0x69]));
+    assert.equal(await reply, 'HI');
+});
+
+test('connect with a connect string and a relay', async () => {
+    const { daemon, gw } = await open();
+    const cs = makeConnectString(PEER_C, ['/ip4/10.0.0.2/tcp/4001']);
+    const conn = await gw.connect(cs, CHAT, { relay: true });
+    assert.equal(conn.peerID, PEER_C);
+    assert.deepEqual(daemon.received.at(-1), { type: 'Connect', frames: true, relay: true, protocol: CHAT, peer: cs });
+    await gw.connect(PEER_B, CHAT, { relay: PEER_C });
+    assert.deepEqual(daemon.received.at(-1), { type: 'Connect', frames: true, relay: PEER_C, protocol: CHAT, peer: PEER_B });
+});
+
+test("connect rejects with the daemon's reason; concurrent requests are matched by peer and protocol", async () => {
+    const { gw } = await open();
+    const unknown = '12D3KooWUnknownUnknownUnknownUnknownUnknownUnknown';
+    const cs = makeConnectString(unknown, []);
+    const results = await Promise.allSettled([
+        gw.connect(unknown, CHAT),
+        gw.connect(PEER_B, CHAT),
+        gw.connect(cs, CHAT),
+        gw.connect(PEER_C, CHAT),
+        gw.connect(PEER_C, '/nope'),
+    ]);
+    assert.equal(results[0].status, 'rejected');
+    assert.equal(results[0].reason.message, `failed to negotiate ${CHAT} with ${unknown}`);
+    assert.equal(results[0].reason.peerID, unknown);
+    assert.equal(results[1].value.peerID, PEER_B);
+    assert.equal(results[2].status, 'rejected');
+    assert.equal(results[2].reason.peerID, cs);
+    assert.equal(results[3].value.peerID, PEER_C);
+    assert.equal(results[4].status, 'rejected');
+    assert.equal(results[4].reason.protocol, '/nope');
+});
+
+test('Protocol Error becomes an error event; unknown message types are ignored', async () => {
+    const { daemon, gw, ws } = await open();
+    const errors = [];
+    gw.addEventListener('error', (e) => errors.push(e.detail));
+    daemon.send(ws, { type: 'ProtocolError', msg: 'Listen: FRAMES flag must be 0 or 1, got 7' });
+    daemon.send(ws, Uint8Array.of(11, 1)); // a future message type
+    daemon.send(ws, Uint8Array.of(200));
+    daemon.send(ws, Uint8Array.of(3, 0)); // truncated: reported, not thrown
+    await gw.listen('/after');
+    assert.equal(errors.length, 2);
+    assert.equal(errors[0], 'Listen: FRAMES flag must be 0 or 1, got 7');
+    assert.match(errors[1], /undecodable.*Connection Closed/);
+});
+
+test('a second Identify updates the gateway and fires identify', async () => {
+    const { daemon, gw, ws } = await open();
+    const seen = [];
+    gw.addEventListener('identify', (e) => seen.push(e.detail));
+    daemon.publicNat = true;
+    daemon.identify(ws);
+    await until(() => seen.length === 1, 'identify');
+    assert.equal(gw.public, true);
+    assert.equal(seen[0].public, true);
+    assert.equal(seen[0].peerID, PEER_SELF);
+});
+
+test('an unasked Listener Closed fires listenerclosed', async () => {
+    const { daemon, gw, ws } = await open();
+    await gw.listen(CHAT);
+    const closed = new Promise((resolve) => gw.addEventListener('listenerclosed', (e) => resolve(e.detail)));
+    daemon.send(ws, { type: 'ListenerClosed', protocol: CHAT });
+    assert.equal(await closed, CHAT);
+    assert.ok(!gw.listening.has(CHAT));
+});
+
+test('when the WebSocket closes, pending requests fail and connections close', async () => {
+    const { daemon, gw, ws } = await open();
+    const conn = await gw.connect(PEER_B, CHAT);
+    daemon.handle = () => {}; // the daemon stops answering
+    const pending = gw.listen('/never');
+    const reasons = [];
+    conn.addEventListener('close', (e) => reasons.push(e.detail));
+    const gwClosed = new Promise((resolve) => gw.addEventListener('close', (e) => resolve(e.detail)));
+    daemon.hangUp(ws, 1001, 'going away');
+    await assert.rejects(pending, /gateway closed: going away/);
+    assert.deepEqual(await gwClosed, { code: 1001, reason: 'going away' });
+    assert.deepEqual(reasons, ['gateway closed']);
+    assert.equal(gw.closed, true);
+    await assert.rejects(gw.connect(PEER_B, CHAT), /not open/);
+    assert.throws(() => conn.send('x'), /closed/);
+});
+
+test('Blob messages (a WebSocket that ignores binaryType) keep their order', async () => {
+    const { daemon, gw, ws } = await open({ blobs: true });
+    let conn;
+    gw.addEventListener('connection', (e) => (conn = e.detail));
+    const id = daemon.incoming(ws, PEER_B, CHAT);
+    for (let i = 0; i < 20; i++) daemon.send(ws, { type: 'Data', id, data: bytes(String(i)) });
+    daemon.send(ws, { type: 'ConnectionClosed', id, reason: 'done' });
+    await until(() => conn, 'the connection');
+    const seen = [];
+    for await (const chunk of conn) seen.push(Number(text(chunk)));
+    assert.deepEqual(seen, [...Array(20).keys()]);
+});
+
+// ------------------------------------------------------------------ the original's callback API
+
+test('the default export carries the original API names', () => {
+    for (const name of [
+        'startProtocol', 'start', 'listen', 'stop', 'connect', 'close', 'sendData', 'sendString', 'sendObject',
+        'getString', 'checkProt', 'checkPeerID', 'connectionError', 'encode_ascii85', 'decode_ascii85',
+        'natStatus', 'relayErrors', 'BlankHandler', 'DelegatingHandler', 'LoggingHandler', 'TrackingHandler',
+        'CommandHandler', 'getConnectionInfo', 'getInfoForPeerAndProtocol',
+    ]) {
+        assert.ok(name in libp2p, name);
+    }
+    assert.equal(libp2p.natStatus.public, 'public');
+    assert.equal(libp2p.checkProt('/x/chat'), undefined);
+    assert.match(libp2p.checkProt('/chat'), /must begin with \/x\//);
+    assert.equal(libp2p.checkPeerID(PEER_B), undefined);
+    assert.match(libp2p.checkPeerID('a/b'), /slashes/);
+});
+
+// Records every callback with its arguments.
+class RecordingHandler extends libp2p.BlankHandler {
+    constructor() {
+        super();
+        this.calls = [];
+    }
+}
+for (const name of ['hello', 'ident', 'listenerConnection', 'connectionClosed', 'data', 'listenRefused',
+    'listenerClosed', 'peerConnection', 'peerConnectionRefused', 'error', 'listening']) {
+    RecordingHandler.prototype[name] = function (...args) {
+        this.calls.push([name, ...args]);
+    };
+}
+
+test('startProtocol dispatches every server message to the handler, with the original argument order', async () => {
+    const daemon = new FakeDaemon({ key: 'CAESQKEY==' });
+    const handler = new RecordingHandler();
+    handler.hello = function (started, version) {
+        this.calls.push(['hello', started, version]);
+        if (!started) libp2p.start('CAESQKEY==');
+    };
+    const ws = libp2p.startProtocol('ws://fake/libp2p', handler, { WebSocket: daemon.WebSocket });
+    assert.equal(ws, daemon.sockets[0]);
+    await until(() => handler.calls.some((c) => c[0] === 'ident'), 'ident');
+    assert.deepEqual(handler.calls, [
+        ['hello', false, 'fake 1.0'],
+        ['ident', 'private', PEER_SELF, ADDRS, 'CAESQKEY=='],
+    ]);
+    assert.deepEqual(daemon.received, [{ type: 'Start', key: 'CAESQKEY==' }]);
+
+    handler.calls = [];
+    daemon.refuse.add('/taken');
+    libp2p.listen(CHAT, true);
+    libp2p.listen('/taken', false);
+    libp2p.stop(CHAT, true);
+    libp2p.connect(PEER_B, CHAT, true, false);
+    libp2p.connect('12D3KooWNobody', '/x/none', false, true);
+    const inId = daemon.incoming(ws, PEER_C, CHAT);
+    daemon.send(ws, { type: 'Data', id: inId, data: bytes('{"name":"hi"}') });
+    daemon.send(ws, { type: 'ConnectionClosed', id: inId, reason: 'bye' });
+    daemon.send(ws, { type: 'ProtocolError', msg: 'oops' });
+    daemon.send(ws, Uint8Array.of(42, 0, 0)); // unknown type: ignored
+    await until(() => handler.calls.length === 9, 'nine callbacks');
+    const outId = handler.calls.find((c) => c[0] === 'peerConnection')[1];
+    assert.deepEqual(handler.calls, [
+        ['listening', CHAT],
+        ['listenRefused', '/taken'],
+        ['listenerClosed', CHAT],
+        ['peerConnection', outId, PEER_B, CHAT],
+        ['peerConnectionRefused', '12D3KooWNobody', '/x/none', 'failed to negotiate /x/none with 12D3KooWNobody'],
+        ['listenerConnection', inId, PEER_C, CHAT],
+        ['data', inId, bytes('{"name":"hi"}')],
+        ['connectionClosed', inId, 'bye'],
+        ['error', 'oops'],
+    ]);
+    assert.equal(typeof outId, 'bigint');
+    assert.deepEqual(daemon.received.slice(1, 6), [
+        { type: 'Listen', frames: true, protocol: CHAT },
+        { type: 'Listen', frames: false, protocol: '/taken' },
+        { type: 'Stop', retain: true, protocol: CHAT },
+        { type: 'Connect', frames: true, relay: false, protocol: CHAT, peer: PEER_B },
+        { type: 'Connect', frames: false, relay: true, protocol: '/x/none', peer: '12D3KooWNobody' },
+    ]);
+
+    daemon.handle = (s, msg) => daemon.received.length; // stop echoing
+    let called = 0;
+    libp2p.sendObject(outId, { name: 'message', text: 'héllo' }, () => called++);
+    libp2p.sendString(outId, 'plain');
+    libp2p.sendData(outId, Uint8Array.of(1, 2, 3));
+    libp2p.close(outId, () => called++);
+    assert.deepEqual(daemon.received.slice(-4), [
+        { type: 'Data', id: outId, data: bytes('{"name":"message","text":"héllo"}') },
+        { type: 'Data', id: outId, data: bytes('plain') },
+        { type: 'Data', id: outId, data: Uint8Array.of(1, 2, 3) },
+        { type: 'Close', id: outId },
+    ]);
+    await tick();
+    assert.equal(called, 2);
+    assert.equal(libp2p.getString(bytes('ü')), 'ü');
+});
+
+test('TrackingHandler and LoggingHandler chain like the original', async () => {
+    const daemon = new FakeDaemon({ started: true, publicNat: true });
+    const app = new RecordingHandler();
+    const connections = {};
+    const tracking = new libp2p.TrackingHandler(app, connections);
+    const logged = [];
+    const origLog = console.log;
+    console.log = (...args) => logged.push(args);
+    try {
+        const ws = libp2p.startProtocol('ws://fake/libp2p', new libp2p.LoggingHandler(tracking), { WebSocket: daemon.WebSocket });
+        await until(() => app.calls.some((c) => c[0] === 'ident'), 'ident');
+        assert.equal(connections.peerID, PEER_SELF);
+        assert.equal(connections.natStatus, 'public');
+        libp2p.listen(CHAT, true);
+        const id = daemon.incoming(ws, PEER_B, CHAT);
+        await until(() => app.calls.some((c) => c[0] === 'listenerConnection'), 'listenerConnection');
+        assert.ok(connections.listeningTo.has(CHAT));
+        const info = libp2p.getConnectionInfo(connections, id);
+        assert.equal(info.peerID, PEER_B);
+        assert.equal(info.incoming, true);
+        assert.equal(libp2p.getInfoForPeerAndProtocol(connections, PEER_B, CHAT), info);
+        daemon.send(ws, { type: 'ConnectionClosed', id, reason: '' });
+        await until(() => app.calls.some((c) => c[0] === 'connectionClosed'), 'connectionClosed');
+        assert.equal(libp2p.getConnectionInfo(connections, id), undefined);
+        assert.equal(connections.conIDsByPeerID.size, 0);
+    } finally {
+        console.log = origLog;
+    }
+    assert.ok(logged.some((args) => args[0] === 'RECEIVED MESSAGE:' && args[1] === 'listenerConnection'));
+});
+
+test('CommandHandler runs JSON commands on its protocols and passes other data on', async () => {
+    const daemon = new FakeDaemon({ started: true });
+    const seen = [];
+    const app = new RecordingHandler();
+    class Chat extends libp2p.CommandHandler {
+        constructor(delegate) {
+            super(delegate, null, ['message'], true, ['/x/chat']);
+        }
+        message(info, cmd) {
+            seen.push([info.conID, cmd.text]);
+        }
+    }
+    const connections = {};
+    const chat = new Chat(app);
+    chat.connections = connections;
+    const ws = libp2p.startProtocol('ws://fake/libp2p', new libp2p.TrackingHandler(chat, connections), { WebSocket: daemon.WebSocket });
+    await tick();
+    const a = daemon.incoming(ws, PEER_B, '/x/chat');
+    const b = daemon.incoming(ws, PEER_C, '/x/other');
+    daemon.send(ws, { type: 'Data', id: a, data: bytes(JSON.stringify({ name: 'message', text: 'hello' })) });
+    daemon.send(ws, { type: 'Data', id: a, data: bytes(JSON.stringify({ name: 'unknown' })) });
+    daemon.send(ws, { type: 'Data', id: b, data: bytes('raw bytes') });
+    await until(() => app.calls.filter((c) => c[0] === 'data').length === 2, 'data passed on');
+    assert.deepEqual(seen, [[a, 'hello']]);
+    const passed = app.calls.filter((c) => c[0] === 'data');
+    assert.equal(passed[0][1], a);
+    assert.deepEqual(passed[0][3], { name: 'unknown' });
+    assert.equal(passed[1][1], b);
+    assert.equal(libp2p.getString(passed[1][2]), 'raw bytes');
+});
+
+test('commands before startProtocol throw a clear error', async () => {
+    // a fresh module instance has no socket yet
+    const fresh = await import(`../../html/protocol.js?fresh=${Date.now()}`);
+    assert.throws(() => fresh.listen('/x', true), /startProtocol\(\) has not been called/);
+});

@@ -1,0 +1,149 @@
+//! The shared hex vectors (`tests/vectors/messages.json`, made by `gen.py` with Python's
+//! own `base64.a85encode`): the Rust codec must agree with them byte for byte, as the JS
+//! client's tests must.
+
+use bytes::Bytes;
+use libp2p_websocket::protocol::{ascii85, ClientMsg, ConnectTarget, Relay, ServerMsg};
+use serde_json::{json, Value};
+
+fn vectors() -> Value {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/messages.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn bytes_of(v: &Value) -> Bytes {
+    Bytes::from(hex::decode(v.as_str().unwrap()).unwrap())
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8(b.to_vec()).unwrap()
+}
+
+fn client_json(msg: &ClientMsg) -> Value {
+    match msg {
+        ClientMsg::Start { key } => json!({"type": "Start", "key": text(key)}),
+        ClientMsg::Listen { frames, protocol } => {
+            json!({"type": "Listen", "frames": frames, "protocol": protocol})
+        }
+        ClientMsg::Stop { retain, protocol } => {
+            json!({"type": "Stop", "retain": retain, "protocol": protocol})
+        }
+        ClientMsg::Close { id } => json!({"type": "Close", "id": id.to_string()}),
+        ClientMsg::Data { id, data } => {
+            json!({"type": "Data", "id": id.to_string(), "data": hex::encode(data)})
+        }
+        ClientMsg::Connect { frames, relay, protocol, peer } => {
+            let relay = match relay {
+                Relay::Direct => json!(false),
+                Relay::Any => json!(true),
+                Relay::Via(r) => json!(r),
+            };
+            json!({"type": "Connect", "frames": frames, "relay": relay, "protocol": protocol, "peer": peer})
+        }
+    }
+}
+
+fn server_json(msg: &ServerMsg) -> Value {
+    match msg {
+        ServerMsg::Hello { started, version } => {
+            json!({"type": "Hello", "started": started, "version": version})
+        }
+        ServerMsg::Identify { public, peer_id, addresses, key } => {
+            json!({"type": "Identify", "public": public, "peerID": peer_id, "addresses": addresses, "key": key})
+        }
+        ServerMsg::ListenerConnection { id, peer_id, protocol } => {
+            json!({"type": "ListenerConnection", "id": id.to_string(), "peerID": peer_id, "protocol": protocol})
+        }
+        ServerMsg::ConnectionClosed { id, reason } => {
+            json!({"type": "ConnectionClosed", "id": id.to_string(), "reason": reason})
+        }
+        ServerMsg::Data { id, data } => {
+            json!({"type": "Data", "id": id.to_string(), "data": hex::encode(data)})
+        }
+        ServerMsg::ListenRefused { protocol } => {
+            json!({"type": "ListenRefused", "protocol": protocol})
+        }
+        ServerMsg::ListenerClosed { protocol } => {
+            json!({"type": "ListenerClosed", "protocol": protocol})
+        }
+        ServerMsg::PeerConnection { id, peer_id, protocol } => {
+            json!({"type": "PeerConnection", "id": id.to_string(), "peerID": peer_id, "protocol": protocol})
+        }
+        ServerMsg::PeerConnectionRefused { peer_id, protocol, error } => {
+            json!({"type": "PeerConnectionRefused", "peerID": peer_id, "protocol": protocol, "error": error})
+        }
+        ServerMsg::ProtocolError { msg } => json!({"type": "ProtocolError", "msg": msg}),
+        ServerMsg::Listening { protocol } => json!({"type": "Listening", "protocol": protocol}),
+    }
+}
+
+#[test]
+fn client_messages_match_the_vectors() {
+    let v = vectors();
+    let cases = v["client"].as_array().unwrap();
+    assert!(cases.len() >= 12);
+    for case in cases {
+        let name = &case["name"];
+        let bytes = bytes_of(&case["hex"]);
+        let msg = ClientMsg::decode(bytes.clone()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(client_json(&msg), case["msg"], "{name}");
+        let readme_relay = matches!(msg, ClientMsg::Connect { relay: Relay::Via(_), .. });
+        if case["layout"] == "client" || readme_relay {
+            assert_eq!(hex::encode(msg.encode()), case["hex"].as_str().unwrap(), "{name}: encode");
+        }
+    }
+    for case in v["client_invalid"].as_array().unwrap() {
+        let err =
+            ClientMsg::decode(bytes_of(&case["hex"])).expect_err(case["name"].as_str().unwrap());
+        let want = case["error"].as_str().unwrap();
+        assert!(err.to_string().contains(want), "{}: {err} lacks {want}", case["name"]);
+    }
+}
+
+#[test]
+fn server_messages_match_the_vectors() {
+    let v = vectors();
+    let cases = v["server"].as_array().unwrap();
+    assert!(cases.len() >= 11);
+    for case in cases {
+        let name = &case["name"];
+        let msg =
+            ServerMsg::decode(bytes_of(&case["hex"])).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(server_json(&msg), case["msg"], "{name}");
+        assert_eq!(hex::encode(msg.encode()), case["hex"].as_str().unwrap(), "{name}: encode");
+    }
+}
+
+#[test]
+fn ascii85_matches_python() {
+    let v = vectors();
+    let cases = v["ascii85"].as_array().unwrap();
+    assert!(cases.len() >= 20);
+    for case in cases {
+        let raw = bytes_of(&case["hex"]);
+        let text = case["text"].as_str().unwrap();
+        assert_eq!(ascii85::encode(&raw), text);
+        assert_eq!(ascii85::decode(text.as_bytes()).unwrap(), raw.to_vec());
+    }
+}
+
+#[test]
+fn addrs_connect_strings_match_python() {
+    let v = vectors();
+    for case in v["addrs"].as_array().unwrap() {
+        let connect = case["connect"].as_str().unwrap();
+        let json = case["json"].as_str().unwrap();
+        assert_eq!(connect, format!("/addrs/{}", ascii85::encode(json.as_bytes())));
+        let target = ConnectTarget::parse(connect).unwrap();
+        assert_eq!(target.peer.to_base58(), case["peerID"].as_str().unwrap());
+        let given: Vec<String> = serde_json::from_value(case["addrs"].clone()).unwrap();
+        let suffix = format!("/p2p/{}", target.peer);
+        let expected: Vec<String> =
+            given.iter().map(|a| a.trim_end_matches(&suffix).to_string()).collect();
+        let parsed: Vec<String> = target.addrs.iter().map(|a| a.to_string()).collect();
+        assert_eq!(parsed, expected);
+        if given == expected {
+            assert_eq!(target.to_connect_string(), connect, "the daemon writes the same string");
+        }
+    }
+}

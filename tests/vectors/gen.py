@@ -1,0 +1,447 @@
+#!/usr/bin/env python3
+"""Writes tests/vectors/messages.json, the hex test vectors of the wire protocol.
+
+Both test suites read the output: the Rust protocol tests and the JS client's
+tests (tests/js/). Run from anywhere, with Python 3.11 and nothing but the
+standard library:
+
+    python3 tests/vectors/gen.py
+
+The output is deterministic (fixed order, fixed "random" bytes), so running the
+script again must leave the file unchanged; commit both together.
+
+Encodings (see PROTOCOL.md): byte 0 is the message type; `str` is a 2-byte
+big-endian length and UTF-8; `rest` is the remaining bytes; an ID is an 8-byte
+big-endian u64 (a decimal string in the JSON, since it exceeds JS numbers);
+flags are one byte 0 or 1. Client messages come in two layouts: "client" (what
+the original browser client sent) and "readme" (what the original README
+documented). A "client" vector re-encodes to the same hex; a "readme" vector
+only decodes, except a Connect through a named relay, which only the README
+layout can express, so it re-encodes too.
+"""
+
+import base64
+import hashlib
+import json
+import struct
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "messages.json"
+
+# ---------------------------------------------------------------- helpers
+
+B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def b58encode(data: bytes) -> str:
+    """base58btc with the Bitcoin alphabet; each leading zero byte becomes '1'."""
+    n = int.from_bytes(data, "big")
+    out = ""
+    while n:
+        n, r = divmod(n, 58)
+        out = B58_ALPHABET[r] + out
+    zeros = len(data) - len(data.lstrip(b"\0"))
+    return "1" * zeros + out
+
+
+def fixed_bytes(label: str, n: int) -> bytes:
+    """n arbitrary but fixed bytes derived from label."""
+    out = b""
+    counter = 0
+    while len(out) < n:
+        out += hashlib.sha256(f"{label}/{counter}".encode()).digest()
+        counter += 1
+    return out[:n]
+
+
+def ed25519_peer_id(label: str) -> str:
+    """A valid Ed25519 peer id: identity multihash of the protobuf public key."""
+    key = fixed_bytes("ed25519:" + label, 32)
+    # multihash: code 0x00 (identity), length 36; protobuf: field 1 (type) = 1 (Ed25519),
+    # field 2 (data) = 32 bytes.
+    peer_id = b58encode(bytes([0x00, 0x24, 0x08, 0x01, 0x12, 0x20]) + key)
+    assert peer_id.startswith("12D3KooW"), peer_id
+    return peer_id
+
+
+def u8(v: int) -> bytes:
+    return bytes([v])
+
+
+def flag(v: bool) -> bytes:
+    return b"\x01" if v else b"\x00"
+
+
+def u64(v: int) -> bytes:
+    return struct.pack(">Q", v)
+
+
+def s(text: str) -> bytes:
+    """`str`: 2-byte big-endian length + UTF-8."""
+    raw = text.encode("utf-8")
+    assert len(raw) <= 0xFFFF
+    return struct.pack(">H", len(raw)) + raw
+
+
+def rest(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+def a85(data: bytes) -> str:
+    """Adobe Ascii85 without <~ ~>, 'z' for a full all-zero group: Go's encoding/ascii85."""
+    return base64.a85encode(data).decode("ascii")
+
+
+def compact_json(obj) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
+
+
+def connect_string(peer_id: str, addrs: list[str]) -> str:
+    return "/addrs/" + a85(compact_json({"peerID": peer_id, "addrs": addrs}).encode("utf-8"))
+
+
+# ---------------------------------------------------------------- fixed data
+
+PEER_A = ed25519_peer_id("alice")
+PEER_B = ed25519_peer_id("bob")
+PEER_RELAY = ed25519_peer_id("relay")
+PEER_C = ed25519_peer_id("carol")
+
+# The base64 protobuf encoding of an Ed25519 private key, as Identify's KEY carries it:
+# 08 01 (type Ed25519) 12 40 (64 bytes: secret then public).
+KEY_A = base64.b64encode(
+    bytes([0x08, 0x01, 0x12, 0x40]) + fixed_bytes("secret:alice", 32) + fixed_bytes("public:alice", 32)
+).decode("ascii")
+
+CHAT = "/libp2p-websocket/chat/1.0.0"
+
+ADDRS_B = ["/ip4/127.0.0.1/tcp/4001", "/ip4/192.168.1.20/tcp/4001", "/ip6/::1/tcp/4001"]
+CONNECT_B = connect_string(PEER_B, ADDRS_B)
+
+# ---------------------------------------------------------------- decoder (self-check)
+# A small independent decoder that checks every vector below decodes to its msg with the
+# layout rules of PROTOCOL.md, so a typo in a vector cannot slip into the file.
+
+
+class Short(Exception):
+    pass
+
+
+class R:
+    def __init__(self, b: bytes):
+        self.b = b
+        self.p = 1
+
+    def take(self, n: int) -> bytes:
+        if len(self.b) - self.p < n:
+            raise Short()
+        out = self.b[self.p : self.p + n]
+        self.p += n
+        return out
+
+    def flag(self) -> bool:
+        v = self.take(1)[0]
+        if v > 1:
+            raise Short()
+        return v == 1
+
+    def id(self) -> str:
+        return str(struct.unpack(">Q", self.take(8))[0])
+
+    def str(self) -> str:
+        n = struct.unpack(">H", self.take(2))[0]
+        return self.take(n).decode("utf-8")
+
+    def rest(self) -> bytes:
+        out = self.b[self.p :]
+        self.p = len(self.b)
+        return out
+
+
+def decode_client(b: bytes) -> dict:
+    t, body = b[0], b[1:]
+    r = R(b)
+    if t == 0:
+        if body and body[0] < 0x20:
+            return {"type": "Start", "key": r.str()}
+        return {"type": "Start", "key": body.decode("utf-8")}
+    if t == 1:
+        frames = r.flag()
+        return {"type": "Listen", "frames": frames, "protocol": r.rest().decode("utf-8")}
+    if t == 2:
+        if body[0] == 0x2F:
+            return {"type": "Stop", "retain": False, "protocol": body.decode("utf-8")}
+        retain = r.flag()
+        return {"type": "Stop", "retain": retain, "protocol": r.rest().decode("utf-8")}
+    if t == 3:
+        return {"type": "Close", "id": r.id()}
+    if t == 4:
+        i = r.id()
+        return {"type": "Data", "id": i, "data": r.rest().hex()}
+    if t == 5:
+        def client():
+            r = R(b)
+            frames = r.flag()
+            relay = r.flag()
+            protocol = r.str()
+            peer = r.rest().decode("utf-8")
+            return {"type": "Connect", "frames": frames, "relay": relay, "protocol": protocol, "peer": peer}
+
+        def readme():
+            r = R(b)
+            frames = r.flag()
+            protocol = r.str()
+            relay = r.str()
+            peer = r.rest().decode("utf-8")
+            return {"type": "Connect", "frames": frames, "relay": relay or False, "protocol": protocol, "peer": peer}
+
+        readings = []
+        for f in (client, readme):
+            try:
+                m = f()
+            except Short:
+                continue
+            if m["protocol"].startswith("/"):
+                readings.append(m)
+        assert readings, b.hex()
+        return readings[0]
+    raise AssertionError(t)
+
+
+def decode_server(b: bytes) -> dict:
+    t = b[0]
+    r = R(b)
+    text = lambda: r.rest().decode("utf-8")  # noqa: E731
+    if t == 0:
+        return {"type": "Hello", "started": r.flag(), "version": text()}
+    if t == 1:
+        return {"type": "Identify", "public": r.flag(), "peerID": r.str(), "addresses": r.str(), "key": text()}
+    if t in (2, 7):
+        name = "ListenerConnection" if t == 2 else "PeerConnection"
+        return {"type": name, "id": r.id(), "peerID": r.str(), "protocol": text()}
+    if t == 3:
+        return {"type": "ConnectionClosed", "id": r.id(), "reason": text()}
+    if t == 4:
+        i = r.id()
+        return {"type": "Data", "id": i, "data": r.rest().hex()}
+    if t in (5, 6, 10):
+        name = {5: "ListenRefused", 6: "ListenerClosed", 10: "Listening"}[t]
+        return {"type": name, "protocol": text()}
+    if t == 8:
+        return {"type": "PeerConnectionRefused", "peerID": r.str(), "protocol": r.str(), "error": text()}
+    if t == 9:
+        return {"type": "ProtocolError", "msg": text()}
+    raise AssertionError(t)
+
+
+# ---------------------------------------------------------------- client vectors
+
+
+def client_vectors() -> list[dict]:
+    v = []
+
+    def add(name, layout, raw, msg):
+        v.append({"name": name, "layout": layout, "hex": raw.hex(), "msg": msg})
+
+    # Start (0)
+    add("start key", "client", u8(0) + rest(KEY_A), {"type": "Start", "key": KEY_A})
+    add("start empty key", "client", u8(0), {"type": "Start", "key": ""})
+    add("start non-ascii key", "client", u8(0) + rest("ключ-🔑"), {"type": "Start", "key": "ключ-🔑"})
+    add("start key, readme layout", "readme", u8(0) + s(KEY_A), {"type": "Start", "key": KEY_A})
+    add("start empty key, readme layout", "readme", u8(0) + s(""), {"type": "Start", "key": ""})
+
+    # Listen (1)
+    add("listen framed", "client", u8(1) + flag(True) + rest("/chat/1.0"),
+        {"type": "Listen", "frames": True, "protocol": "/chat/1.0"})
+    add("listen raw", "client", u8(1) + flag(False) + rest(CHAT),
+        {"type": "Listen", "frames": False, "protocol": CHAT})
+    add("listen non-ascii protocol", "client", u8(1) + flag(True) + rest("/chät/ü/1.0"),
+        {"type": "Listen", "frames": True, "protocol": "/chät/ü/1.0"})
+
+    # Stop (2)
+    add("stop", "client", u8(2) + flag(False) + rest("/chat/1.0"),
+        {"type": "Stop", "retain": False, "protocol": "/chat/1.0"})
+    add("stop retaining connections", "client", u8(2) + flag(True) + rest(CHAT),
+        {"type": "Stop", "retain": True, "protocol": CHAT})
+    add("stop, readme layout", "readme", u8(2) + rest("/chat/1.0"),
+        {"type": "Stop", "retain": False, "protocol": "/chat/1.0"})
+
+    # Close (3)
+    add("close id 0", "client", u8(3) + u64(0), {"type": "Close", "id": "0"})
+    add("close id 258", "client", u8(3) + u64(258), {"type": "Close", "id": "258"})
+    add("close max id", "client", u8(3) + u64(2**64 - 1), {"type": "Close", "id": str(2**64 - 1)})
+
+    # Data (4)
+    add("data text", "client", u8(4) + u64(5) + b"hello",
+        {"type": "Data", "id": "5", "data": b"hello".hex()})
+    add("data empty", "client", u8(4) + u64(7), {"type": "Data", "id": "7", "data": ""})
+    binary = bytes([0x00, 0xFF, 0x80, 0x7F, 0x01]) + fixed_bytes("data", 27)
+    add("data binary", "client", u8(4) + u64(2**40 + 3) + binary,
+        {"type": "Data", "id": str(2**40 + 3), "data": binary.hex()})
+    json_frame = compact_json({"type": "message", "from": "Zoë", "text": "héllo 👋", "time": 1700000000000}).encode()
+    add("data json frame", "client", u8(4) + u64(1) + json_frame,
+        {"type": "Data", "id": "1", "data": json_frame.hex()})
+
+    # Connect (5)
+    add("connect direct framed", "client", u8(5) + flag(True) + flag(False) + s("/p") + rest(PEER_B),
+        {"type": "Connect", "frames": True, "relay": False, "protocol": "/p", "peer": PEER_B})
+    add("connect relay raw", "client", u8(5) + flag(False) + flag(True) + s(CHAT) + rest(PEER_B),
+        {"type": "Connect", "frames": False, "relay": True, "protocol": CHAT, "peer": PEER_B})
+    add("connect to a connect string", "client", u8(5) + flag(True) + flag(False) + s(CHAT) + rest(CONNECT_B),
+        {"type": "Connect", "frames": True, "relay": False, "protocol": CHAT, "peer": CONNECT_B})
+    add("connect non-ascii protocol", "client", u8(5) + flag(True) + flag(False) + s("/chät/1.0") + rest(PEER_C),
+        {"type": "Connect", "frames": True, "relay": False, "protocol": "/chät/1.0", "peer": PEER_C})
+    add("connect direct, readme layout", "readme", u8(5) + flag(True) + s("/chat/1.0") + s("") + rest(PEER_B),
+        {"type": "Connect", "frames": True, "relay": False, "protocol": "/chat/1.0", "peer": PEER_B})
+    add("connect via relay, readme layout", "readme",
+        u8(5) + flag(True) + s(CHAT) + s(PEER_RELAY) + rest(PEER_B),
+        {"type": "Connect", "frames": True, "relay": PEER_RELAY, "protocol": CHAT, "peer": PEER_B})
+    add("connect string via relay, readme layout", "readme",
+        u8(5) + flag(False) + s("/p") + s(PEER_RELAY) + rest(CONNECT_B),
+        {"type": "Connect", "frames": False, "relay": PEER_RELAY, "protocol": "/p", "peer": CONNECT_B})
+    return v
+
+
+# ---------------------------------------------------------------- server vectors
+
+
+def server_vectors() -> list[dict]:
+    v = []
+
+    def add(name, raw, msg):
+        v.append({"name": name, "hex": raw.hex(), "msg": msg})
+
+    addrs_json = compact_json(["/ip4/127.0.0.1/tcp/4001", "/ip6/::1/tcp/4001"])
+    add("hello not started", u8(0) + flag(False), {"type": "Hello", "started": False, "version": ""})
+    add("hello started with version", u8(0) + flag(True) + rest("libp2p-websocket 0.1.0"),
+        {"type": "Hello", "started": True, "version": "libp2p-websocket 0.1.0"})
+    add("identify private", u8(1) + flag(False) + s(PEER_A) + s(addrs_json) + rest(KEY_A),
+        {"type": "Identify", "public": False, "peerID": PEER_A, "addresses": addrs_json, "key": KEY_A})
+    add("identify public, no key", u8(1) + flag(True) + s(PEER_A) + s("[]"),
+        {"type": "Identify", "public": True, "peerID": PEER_A, "addresses": "[]", "key": ""})
+    add("listener connection", u8(2) + u64(0) + s(PEER_B) + rest(CHAT),
+        {"type": "ListenerConnection", "id": "0", "peerID": PEER_B, "protocol": CHAT})
+    add("listener connection non-ascii protocol", u8(2) + u64(1) + s(PEER_C) + rest("/chät/1.0"),
+        {"type": "ListenerConnection", "id": "1", "peerID": PEER_C, "protocol": "/chät/1.0"})
+    add("connection closed", u8(3) + u64(1) + rest("stream reset"),
+        {"type": "ConnectionClosed", "id": "1", "reason": "stream reset"})
+    add("connection closed non-ascii reason", u8(3) + u64(2**64 - 1) + rest("fermé — 切断"),
+        {"type": "ConnectionClosed", "id": str(2**64 - 1), "reason": "fermé — 切断"})
+    add("connection closed no reason", u8(3) + u64(4), {"type": "ConnectionClosed", "id": "4", "reason": ""})
+    add("data", u8(4) + u64(2) + b"\x00\x01\xfe\xff", {"type": "Data", "id": "2", "data": "0001feff"})
+    add("data empty", u8(4) + u64(3), {"type": "Data", "id": "3", "data": ""})
+    add("listen refused", u8(5) + rest(CHAT), {"type": "ListenRefused", "protocol": CHAT})
+    add("listener closed", u8(6) + rest("/chat/1.0"), {"type": "ListenerClosed", "protocol": "/chat/1.0"})
+    add("peer connection", u8(7) + u64(9) + s(PEER_B) + rest(CHAT),
+        {"type": "PeerConnection", "id": "9", "peerID": PEER_B, "protocol": CHAT})
+    add("peer connection refused", u8(8) + s(PEER_B) + s(CHAT) + rest("failed to dial: no addresses"),
+        {"type": "PeerConnectionRefused", "peerID": PEER_B, "protocol": CHAT, "error": "failed to dial: no addresses"})
+    add("peer connection refused connect string", u8(8) + s(CONNECT_B) + s("/p") + rest("protocole non pris en charge ✗"),
+        {"type": "PeerConnectionRefused", "peerID": CONNECT_B, "protocol": "/p", "error": "protocole non pris en charge ✗"})
+    add("protocol error", u8(9) + rest("Listen: FRAMES flag must be 0 or 1, got 7"),
+        {"type": "ProtocolError", "msg": "Listen: FRAMES flag must be 0 or 1, got 7"})
+    add("listening", u8(10) + rest(CHAT), {"type": "Listening", "protocol": CHAT})
+    add("listening non-ascii", u8(10) + rest("/日本/1"), {"type": "Listening", "protocol": "/日本/1"})
+    return v
+
+
+# ---------------------------------------------------------------- invalid client messages
+
+
+def client_invalid() -> list[dict]:
+    v = []
+
+    def add(name, raw, error):
+        v.append({"name": name, "hex": raw.hex(), "error": error})
+
+    add("empty message", b"", "empty")
+    add("unknown type 200", u8(200) + b"\x01\x02", "unknown message type")
+    add("close with a 7-byte body", u8(3) + b"\x00" * 7, "Close")
+    add("data with 5 bytes", u8(4) + b"\x00" * 5, "Data")
+    add("listen with no body", u8(1), "Listen")
+    # Client reading: PROTOCOL length 64 with 2 bytes left; README reading: protocol "" and
+    # then a RELAY length of 0x402f. Neither fits.
+    add("connect protocol length exceeds", u8(5) + b"\x01\x00\x00\x40" + b"/p", "exceeds")
+    add("stop first byte neither flag nor slash", u8(2) + b"A/x", "Stop")
+    add("listen frames byte 7", u8(1) + b"\x07" + rest("/x"), "FRAMES")
+    return v
+
+
+# ---------------------------------------------------------------- ascii85 and addrs
+
+
+def ascii85_vectors() -> list[dict]:
+    inputs = [
+        b"",
+        b"\x00",
+        b"a",
+        b"ab",
+        b"abc",
+        b"abcd",
+        b"abcde",
+        b"\x00\x00\x00\x00",  # z
+        b"\x00\x00\x00\x00\x00\x00\x00\x00",  # zz
+        b"\x00\x00\x00",  # trailing partial zero group: no z
+        b"\x00\x00\x00\x00\x00",  # z then a partial zero group
+        b"\x00\x00\x00\x00\x01\x00\x00\x00\x00",
+        b"\xff",
+        b"\xff\xff",
+        b"\xff\xff\xff\xff",
+        b"\xff\xff\xff\xff\xff\xff\xff",
+        b"\x00\x00\x00\x01",
+        b"Man is distinguished",
+        b"    ",  # four spaces: not a z group
+        "héllo wörld ✓".encode("utf-8"),
+        compact_json({"peerID": PEER_B, "addrs": []}).encode("utf-8"),
+    ]
+    for n in (1, 2, 3, 4, 5, 6, 7, 8, 13, 31, 64):
+        inputs.append(fixed_bytes(f"a85/{n}", n))
+    return [{"hex": b.hex(), "text": a85(b)} for b in inputs]
+
+
+def addrs_vectors() -> list[dict]:
+    cases = [
+        (PEER_A, ["/ip4/127.0.0.1/tcp/4001"]),
+        (PEER_B, ADDRS_B),
+        (PEER_C, [f"/ip4/203.0.113.7/tcp/4001/p2p/{PEER_C}", "/ip4/203.0.113.7/udp/4001/quic-v1"]),
+        (PEER_RELAY, []),
+        (PEER_A, [f"/ip4/198.51.100.1/tcp/4001/p2p/{PEER_RELAY}/p2p-circuit/p2p/{PEER_A}"]),
+    ]
+    out = []
+    for peer_id, addrs in cases:
+        text = compact_json({"peerID": peer_id, "addrs": addrs})
+        out.append({"peerID": peer_id, "addrs": addrs, "json": text, "connect": connect_string(peer_id, addrs)})
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+
+def main() -> None:
+    client = client_vectors()
+    server = server_vectors()
+    for vec in client:
+        assert decode_client(bytes.fromhex(vec["hex"])) == vec["msg"], vec["name"]
+    for vec in server:
+        assert decode_server(bytes.fromhex(vec["hex"])) == vec["msg"], vec["name"]
+    for vec in ascii85_vectors():
+        assert base64.a85decode(vec["text"]) == bytes.fromhex(vec["hex"])
+    for vec in addrs_vectors():
+        assert vec["connect"].startswith("/addrs/")
+        assert json.loads(base64.a85decode(vec["connect"][len("/addrs/"):])) == {
+            "peerID": vec["peerID"], "addrs": vec["addrs"]}
+    names = [v["name"] for v in client] + [v["name"] for v in server]
+    assert len({("c", v["name"]) for v in client} | {("s", v["name"]) for v in server}) == len(names)
+
+    doc = {
+        "client": client,
+        "server": server,
+        "client_invalid": client_invalid(),
+        "ascii85": ascii85_vectors(),
+        "addrs": addrs_vectors(),
+    }
+    OUT.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+if __name__ == "__main__":
+    main()
