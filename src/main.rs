@@ -18,6 +18,7 @@ async fn main() -> anyhow::Result<()> {
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let bind = format!("{}:{}", bracket(&cli.addr), cli.port);
     let config = cli.into_config().context("reading the key")?;

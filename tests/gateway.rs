@@ -444,3 +444,65 @@ async fn a_stream_whose_remote_does_not_read_does_not_stall_the_others() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn quic_carries_streams_too() {
+    let mut config = Config::local();
+    config.node.listen = vec!["/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap()];
+    let a = Daemon::start(config).await;
+    let b = Daemon::local().await;
+    let (mut ca, ia) = Client::started(&a).await;
+    assert!(ia.addresses.iter().all(|a| a.to_string().contains("/quic-v1")), "{:?}", ia.addresses);
+    let (mut cb, _) = Client::started(&b).await;
+    ca.listen("/test/quic/1", false).await;
+    let ib = cb.open(&ia.connect_string(), "/test/quic/1", false).await;
+    let (ia_conn, _) = ca.accepted().await;
+    let bytes = pattern(1 << 20, 5);
+    let send = async {
+        for chunk in bytes.chunks(32_768) {
+            cb.data(ib, chunk).await;
+        }
+    };
+    let ((), got) = tokio::join!(send, ca.read_bytes(ia_conn, bytes.len()));
+    assert!(got == bytes);
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn inbound_streams_beyond_the_per_peer_cap_are_reset_alone() {
+    let mut config = Config::local();
+    config.node.max_streams_per_peer = 5;
+    let daemon = Daemon::start(config).await;
+    let (mut client, id) = Client::started(&daemon).await;
+    client.listen("/test/inbound-cap/1", true).await;
+    let addr = id.addresses[0].clone().with(libp2p::multiaddr::Protocol::P2p(id.peer_id));
+    let peer = TestPeer::dialing(Some(addr)).await;
+    let mut control = peer.control.clone();
+    let protocol = StreamProtocol::new("/test/inbound-cap/1");
+    let mut streams = Vec::new();
+    for _ in 0..5 {
+        streams
+            .push(within("open", control.open_stream(id.peer_id, protocol.clone())).await.unwrap());
+        client.accepted().await;
+    }
+    // The sixth is reset by the daemon; the browser never hears of it.
+    let mut sixth =
+        within("open", control.open_stream(id.peer_id, protocol.clone())).await.unwrap();
+    let mut buf = [0u8; 1];
+    let read = within("sixth read", futures::AsyncReadExt::read(&mut sixth, &mut buf)).await;
+    assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
+    assert!(client.quiet_for(Duration::from_millis(300)).await.is_none());
+    // The five still work: the connection was not reset.
+    for (n, stream) in streams.iter_mut().enumerate() {
+        let frame = [n as u8; 3];
+        stream.write_all(&3u32.to_be_bytes()).await.unwrap();
+        stream.write_all(&frame).await.unwrap();
+        stream.flush().await.unwrap();
+        match client.recv().await {
+            ServerMsg::Data { data, .. } => assert_eq!(&data[..], frame),
+            other => panic!("expected Data, got {other:?}"),
+        }
+    }
+    daemon.stop().await;
+}

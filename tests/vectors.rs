@@ -147,3 +147,22 @@ fn addrs_connect_strings_match_python() {
         }
     }
 }
+
+#[test]
+fn keys_in_the_originals_format_give_go_libp2ps_peer_ids() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/vectors/go-keys.json");
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let keys = v["keys"].as_array().unwrap();
+    assert!(keys.len() >= 5);
+    for case in keys {
+        let text = case["key"].as_str().unwrap();
+        let key = libp2p_websocket::node::NodeKey::from_text(text).unwrap();
+        assert_eq!(
+            key.keypair.public().to_peer_id().to_base58(),
+            case["peerID"].as_str().unwrap(),
+            "{}",
+            case["type"]
+        );
+        assert_eq!(key.text, text, "Identify hands the key back as given");
+    }
+}

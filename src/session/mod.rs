@@ -7,6 +7,8 @@
 
 pub mod hub;
 pub mod pump;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::HashMap,

@@ -244,6 +244,11 @@ pub struct TestPeer {
 
 impl TestPeer {
     pub async fn new() -> Self {
+        Self::dialing(None).await
+    }
+
+    /// A test peer that first dials `addr` (a full address with `/p2p/`), if given.
+    pub async fn dialing(dial: Option<Multiaddr>) -> Self {
         let mut swarm = libp2p::SwarmBuilder::with_new_identity()
             .with_tokio()
             .with_tcp(
@@ -267,6 +272,21 @@ impl TestPeer {
             }
         })
         .await;
+        if let Some(dial) = dial {
+            swarm.dial(dial).unwrap();
+            within("test peer dial", async {
+                loop {
+                    match swarm.select_next_some().await {
+                        libp2p::swarm::SwarmEvent::ConnectionEstablished { .. } => return,
+                        libp2p::swarm::SwarmEvent::OutgoingConnectionError { error, .. } => {
+                            panic!("{error}")
+                        }
+                        _ => {}
+                    }
+                }
+            })
+            .await;
+        }
         let peer_id = *swarm.local_peer_id();
         let control = swarm.behaviour().new_control();
         let task = tokio::spawn(async move {
@@ -283,5 +303,81 @@ impl TestPeer {
             addrs: vec![self.addr.clone()],
         }
         .to_connect_string()
+    }
+}
+
+/// The real `libp2p-websocket` binary, run as its own process on loopback.
+pub struct Process {
+    pub child: std::process::Child,
+    pub port: u16,
+    /// Everything the daemon logged so far (stdout), read by a thread.
+    pub log: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Process {
+    /// Starts the binary with `args` (plus `-port 0 -nobrowse`) in `dir`, and waits for
+    /// the log line with its URL. Always pass `-nopeers`: the default bootstrap peers are
+    /// on the internet.
+    pub fn spawn(args: &[&str], dir: &std::path::Path) -> Self {
+        use std::io::BufRead as _;
+        assert!(args.contains(&"-nopeers"), "tests stay on loopback");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_libp2p-websocket"))
+            .args(args)
+            .args(["-port", "0", "-nobrowse"])
+            .current_dir(dir)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("spawn the daemon");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let (port_tx, port_rx) = std::sync::mpsc::channel();
+        let stdout = child.stdout.take().unwrap();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split("url=http://localhost:").nth(1) {
+                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                    let _ = port_tx.send(port.parse::<u16>().unwrap());
+                }
+                let mut log = sink.lock().unwrap();
+                log.push_str(&line);
+                log.push('\n');
+            }
+        });
+        let port = port_rx.recv_timeout(STEP).expect("the daemon logs its URL");
+        Self { child, port, log }
+    }
+
+    pub fn url(&self) -> String {
+        format!("ws://127.0.0.1:{}/libp2p", self.port)
+    }
+
+    /// Sends SIGTERM and returns the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = std::time::Instant::now() + STEP;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "daemon did not exit after SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Client {
+    pub async fn connect_url(url: &str) -> Self {
+        let (ws, _) =
+            within("WebSocket connect", tokio_tungstenite::connect_async(url)).await.unwrap();
+        Self { ws }
     }
 }

@@ -1,0 +1,109 @@
+//! The real binary, started as a person would: flags as the original spelled them,
+//! two daemons carrying a framed conversation, SIGTERM, a key file across restarts.
+
+mod common;
+
+use common::*;
+use libp2p_websocket::protocol::ServerMsg;
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("l2pws-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[tokio::test]
+async fn two_daemons_by_hand_carry_a_framed_conversation() {
+    let dir = temp_dir("by-hand");
+    // An unreachable bootstrap peer (a closed loopback port) is a warning, never fatal.
+    let unreachable = format!("/ip4/127.0.0.1/tcp/9/p2p/{}", libp2p::PeerId::random());
+    let a = Process::spawn(
+        &["-nopeers", "-listen", "/ip4/127.0.0.1/tcp/0", "-peer", &unreachable],
+        &dir,
+    );
+    let b = Process::spawn(&["-nopeers", "-listen", "/ip4/127.0.0.1/tcp/0"], &dir);
+    let mut ca = Client::connect_url(&a.url()).await;
+    let mut cb = Client::connect_url(&b.url()).await;
+    let ia = ca.handshake().await;
+    cb.handshake().await;
+    ca.listen("/chat/1.0.0", true).await;
+    let b_conn = cb.open(&ia.connect_string(), "/chat/1.0.0", true).await;
+    let (a_conn, _) = ca.accepted().await;
+    for i in 0..50 {
+        let there = format!("{{\"from\":\"b\",\"n\":{i}}}");
+        cb.data(b_conn, there.as_bytes()).await;
+        assert_eq!(ca.read_message(a_conn).await, there.as_bytes());
+        let back = format!("{{\"from\":\"a\",\"n\":{i}}}");
+        ca.data(a_conn, back.as_bytes()).await;
+        assert_eq!(cb.read_message(b_conn).await, back.as_bytes());
+    }
+    assert!(
+        a.log.lock().unwrap().contains("cannot reach")
+            || a.log.lock().unwrap().contains("dial failed")
+    );
+    // SIGTERM with a live stream: both exit cleanly, and B's browser is told.
+    assert!(a.terminate().success());
+    let reason = cb.expect_closed(b_conn).await;
+    assert!(!reason.is_empty());
+    assert!(b.terminate().success());
+}
+
+#[tokio::test]
+async fn a_key_file_keeps_the_peer_id_across_restarts() {
+    let dir = temp_dir("key-file");
+    let args = ["-nopeers", "-listen", "/ip4/127.0.0.1/tcp/0", "--key-file", "node.key"];
+    let first = Process::spawn(&args, &dir);
+    let mut client = Client::connect_url(&first.url()).await;
+    assert!(matches!(client.recv().await, ServerMsg::Hello { started: true, .. }));
+    let ServerMsg::Identify { peer_id, .. } = client.recv().await else {
+        panic!("expected Identify")
+    };
+    assert!(first.terminate().success());
+
+    let second = Process::spawn(&args, &dir);
+    let mut client = Client::connect_url(&second.url()).await;
+    assert!(matches!(client.recv().await, ServerMsg::Hello { started: true, .. }));
+    let ServerMsg::Identify { peer_id: again, .. } = client.recv().await else { panic!() };
+    assert_eq!(again, peer_id);
+    // The key given with -key in the original's format starts the same peer.
+    let key = std::fs::read_to_string(dir.join("node.key")).unwrap();
+    drop(second);
+    let third =
+        Process::spawn(&["-nopeers", "-listen", "/ip4/127.0.0.1/tcp/0", "-key", key.trim()], &dir);
+    let mut client = Client::connect_url(&third.url()).await;
+    client.recv().await;
+    let ServerMsg::Identify { peer_id: third_id, .. } = client.recv().await else { panic!() };
+    assert_eq!(third_id, peer_id);
+}
+
+#[test]
+fn version_and_help() {
+    let bin = env!("CARGO_BIN_EXE_libp2p-websocket");
+    let out = std::process::Command::new(bin).arg("-version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+    let out = std::process::Command::new(bin).arg("--help").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--addr",
+        "--port",
+        "--files",
+        "--browse",
+        "--nobrowse",
+        "--key",
+        "--listen",
+        "--peer",
+        "--nopeers",
+        "--fakenatpublic",
+        "--fakenatprivate",
+        "--version",
+        "--allow-origin",
+    ] {
+        assert!(help.contains(flag), "--help lacks {flag}");
+    }
+    let out =
+        std::process::Command::new(bin).args(["-key", "not-a-key", "-nopeers"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("key"));
+}
