@@ -17,6 +17,9 @@ pub struct Limits {
     pub max_listeners_per_session: usize,
     /// Bytes queued towards streams per session before its WebSocket is paused.
     pub session_write_buffer: usize,
+    /// Bytes read from streams and not yet sent to the browser, per session; when it
+    /// is full the session's streams are not read (their remotes are slowed).
+    pub session_read_buffer: usize,
 }
 
 impl Default for Limits {
@@ -27,6 +30,7 @@ impl Default for Limits {
             max_streams_per_session: 4096,
             max_listeners_per_session: 64,
             session_write_buffer: 8 * 1024 * 1024,
+            session_read_buffer: 4 * 1024 * 1024,
         }
     }
 }

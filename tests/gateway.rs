@@ -506,3 +506,43 @@ async fn inbound_streams_beyond_the_per_peer_cap_are_reset_alone() {
     }
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_browser_that_stops_reading_slows_the_remote_and_loses_nothing() {
+    const TOTAL: usize = 64 << 20;
+    let daemon = Daemon::local().await;
+    let (mut client, id) = Client::started(&daemon).await;
+    client.listen("/test/backpressure/1", false).await;
+    let addr = id.addresses[0].clone().with(libp2p::multiaddr::Protocol::P2p(id.peer_id));
+    let peer = TestPeer::dialing(Some(addr)).await;
+    let mut stream = within(
+        "open",
+        peer.control.clone().open_stream(id.peer_id, StreamProtocol::new("/test/backpressure/1")),
+    )
+    .await
+    .unwrap();
+    let data = pattern(TOTAL, 3);
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let progress = written.clone();
+    let sender = tokio::spawn(async move {
+        for chunk in data.chunks(256 * 1024) {
+            stream.write_all(chunk).await.unwrap();
+            progress.fetch_add(chunk.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+        stream.close().await.unwrap();
+        stream
+    });
+    // The browser reads nothing for a while: the remote cannot push 64 MiB through.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stalled_at = written.load(std::sync::atomic::Ordering::Relaxed);
+    // Seen here: ~12 MiB (the session's 4 MiB read budget, yamux's window, socket buffers).
+    eprintln!("remote stalled after {stalled_at} bytes");
+    assert!(stalled_at < 24 << 20, "the remote was not slowed: {stalled_at} bytes written");
+    // Reading again, every byte arrives, in order.
+    let (conn, _) = client.accepted().await;
+    let got = client.read_bytes(conn, TOTAL).await;
+    assert!(got == pattern(TOTAL, 3), "bytes differ");
+    assert_eq!(client.expect_closed(conn).await, "closed by remote");
+    within("sender", sender).await.unwrap();
+    daemon.stop().await;
+}

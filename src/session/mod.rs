@@ -33,7 +33,9 @@ use tokio_util::{
 use tracing::Instrument as _;
 
 pub use hub::Hub;
-use pump::{BoxIo, ClosedFlag, PumpEvent, ReadPump, WriteBudget, WritePump};
+use pump::{
+    BoxIo, ClosedFlag, Outbound, OutboundBudget, PumpEvent, ReadPump, WriteBudget, WritePump,
+};
 
 use crate::{
     config::Limits,
@@ -150,7 +152,7 @@ where
 /// Sends queued messages to the browser, flushing once per burst.
 async fn write_websocket<K>(
     mut sink: K,
-    mut queue: mpsc::Receiver<Bytes>,
+    mut queue: mpsc::Receiver<Outbound>,
     cancel: CancellationToken,
 ) where
     K: Sink<Message, Error = axum::Error> + Unpin,
@@ -159,7 +161,8 @@ async fn write_websocket<K>(
         let mut burst = Some(first);
         let mut result = Ok(());
         while let Some(message) = burst.take() {
-            result = sink.feed(Message::Binary(message)).await;
+            // The message's budget permit is released once the sink has it.
+            result = sink.feed(Message::Binary(message.bytes)).await;
             if result.is_err() {
                 break;
             }
@@ -182,7 +185,8 @@ struct Session {
     shared: Arc<Shared>,
     loopback: bool,
     node: Option<NodeHandle>,
-    out: mpsc::Sender<Bytes>,
+    out: mpsc::Sender<Outbound>,
+    outbound_budget: OutboundBudget,
     pump_tx: mpsc::Sender<PumpEvent>,
     pump_rx: mpsc::Receiver<PumpEvent>,
     incoming_tx: mpsc::Sender<Incoming>,
@@ -198,16 +202,18 @@ struct Session {
 }
 
 impl Session {
-    fn new(id: u64, shared: Arc<Shared>, loopback: bool, out: mpsc::Sender<Bytes>) -> Self {
+    fn new(id: u64, shared: Arc<Shared>, loopback: bool, out: mpsc::Sender<Outbound>) -> Self {
         let (pump_tx, pump_rx) = mpsc::channel(PUMP_EVENT_QUEUE);
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let budget = Arc::new(WriteBudget::new(shared.limits.session_write_buffer));
+        let outbound_budget = OutboundBudget::new(shared.limits.session_read_buffer);
         Self {
             id,
             shared,
             loopback,
             node: None,
             out,
+            outbound_budget,
             pump_tx,
             pump_rx,
             incoming_tx,
@@ -273,7 +279,7 @@ impl Session {
     /// Queues a message for the browser. If the browser is gone the session is ending
     /// anyway, so a failed send is not an error here.
     async fn send(&self, msg: ServerMsg) {
-        let _ = self.out.send(msg.encode()).await;
+        let _ = self.out.send(msg.encode().into()).await;
     }
 
     async fn send_identify(&self) {
@@ -582,6 +588,7 @@ impl Session {
             frames,
             max_frame: self.shared.limits.max_frame,
             out: self.out.clone(),
+            budget: self.outbound_budget.clone(),
             closed: closed.clone(),
             events: self.pump_tx.clone(),
         };

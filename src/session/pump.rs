@@ -1,7 +1,9 @@
 //! The two tasks that move one stream's bytes: stream → browser and browser → stream.
 //!
 //! # Backpressure
-//! Stream → browser: the read pump waits for room in the session's bounded outbound
+//! Stream → browser: the read pump takes room for the bytes it is about to read from
+//! the session's [`OutboundBudget`] before it reads them, so a browser that stops
+//! reading stops the remote peer (its libp2p stream is no longer read) instead of
 //! queue before it reads again, so a browser that stops reading stops the remote peer
 //! (its libp2p stream is no longer read) instead of growing memory.
 //! Browser → stream: each stream has a bounded write queue, and the session counts the
@@ -16,7 +18,7 @@ use std::sync::{
 use bytes::{Bytes, BytesMut};
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf},
-    sync::{mpsc, Notify},
+    sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore},
 };
 
 use crate::protocol::{put_data_header, ConnId, ServerMsg, DATA_HEADER_LEN};
@@ -57,6 +59,40 @@ impl WriteBudget {
     }
 }
 
+/// A message on its way to the browser. Data holds its share of the session's
+/// [`OutboundBudget`] until the WebSocket writer has taken it.
+pub struct Outbound {
+    pub bytes: Bytes,
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+impl From<Bytes> for Outbound {
+    fn from(bytes: Bytes) -> Self {
+        Self { bytes, permit: None }
+    }
+}
+
+/// Bytes of Data read from streams and not yet written to the browser, per session.
+#[derive(Clone)]
+pub struct OutboundBudget {
+    bytes: Arc<Semaphore>,
+    limit: usize,
+}
+
+impl OutboundBudget {
+    pub fn new(limit: usize) -> Self {
+        let limit = limit.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        Self { bytes: Arc::new(Semaphore::new(limit)), limit }
+    }
+
+    /// Waits for room for a payload of `len` bytes (a payload larger than the whole
+    /// budget takes all of it).
+    async fn reserve(&self, len: usize) -> OwnedSemaphorePermit {
+        let cost = (len + MESSAGE_OVERHEAD).min(self.limit) as u32;
+        self.bytes.clone().acquire_many_owned(cost).await.expect("the semaphore is never closed")
+    }
+}
+
 /// How a stream's pumps report back to their session.
 pub enum PumpEvent {
     /// The read pump ended (remote closed, reset, or a bad frame); the Connection Closed
@@ -82,7 +118,8 @@ pub struct ReadPump {
     pub id: ConnId,
     pub frames: bool,
     pub max_frame: usize,
-    pub out: mpsc::Sender<Bytes>,
+    pub out: mpsc::Sender<Outbound>,
+    pub budget: OutboundBudget,
     pub closed: Arc<ClosedFlag>,
     pub events: mpsc::Sender<PumpEvent>,
 }
@@ -93,9 +130,9 @@ impl ReadPump {
     pub async fn run(self, mut rd: ReadHalf<BoxIo>) {
         let reason = loop {
             let next = if self.frames {
-                read_frame(&mut rd, self.id, self.max_frame).await
+                read_frame(&mut rd, self.id, self.max_frame, &self.budget).await
             } else {
-                read_chunk(&mut rd, self.id).await
+                read_chunk(&mut rd, self.id, &self.budget).await
             };
             match next {
                 Ok(Some(message)) => {
@@ -110,14 +147,19 @@ impl ReadPump {
         tracing::debug!(conn = self.id, %reason, "stream read ended");
         if self.closed.claim() {
             let closed = ServerMsg::ConnectionClosed { id: self.id, reason };
-            let _ = self.out.send(closed.encode()).await;
+            let _ = self.out.send(closed.encode().into()).await;
         }
         let _ = self.events.send(PumpEvent::ReadEnded { id: self.id }).await;
     }
 }
 
 /// One raw chunk as a whole Data message, or `None` at end of stream.
-async fn read_chunk(rd: &mut ReadHalf<BoxIo>, id: ConnId) -> Result<Option<Bytes>, String> {
+async fn read_chunk(
+    rd: &mut ReadHalf<BoxIo>,
+    id: ConnId,
+    budget: &OutboundBudget,
+) -> Result<Option<Outbound>, String> {
+    let mut permit = budget.reserve(RAW_CHUNK).await;
     let mut buf = BytesMut::with_capacity(DATA_HEADER_LEN + RAW_CHUNK);
     put_data_header(&mut buf, id);
     buf.resize(DATA_HEADER_LEN + RAW_CHUNK, 0);
@@ -126,7 +168,10 @@ async fn read_chunk(rd: &mut ReadHalf<BoxIo>, id: ConnId) -> Result<Option<Bytes
         return Ok(None);
     }
     buf.truncate(DATA_HEADER_LEN + n);
-    Ok(Some(buf.freeze()))
+    // Give back what the chunk did not use.
+    let used = (n + MESSAGE_OVERHEAD).min(budget.limit);
+    drop(permit.split(permit.num_permits().saturating_sub(used)));
+    Ok(Some(Outbound { bytes: buf.freeze(), permit: Some(permit) }))
 }
 
 /// One length-prefixed frame as a whole Data message, or `None` at a clean end of stream
@@ -135,7 +180,8 @@ async fn read_frame(
     rd: &mut ReadHalf<BoxIo>,
     id: ConnId,
     max_frame: usize,
-) -> Result<Option<Bytes>, String> {
+    budget: &OutboundBudget,
+) -> Result<Option<Outbound>, String> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -150,6 +196,7 @@ async fn read_frame(
     if len > max_frame {
         return Err(format!("frame of {len} bytes exceeds the limit of {max_frame} bytes"));
     }
+    let permit = budget.reserve(len).await;
     let mut buf = BytesMut::with_capacity(DATA_HEADER_LEN + len);
     put_data_header(&mut buf, id);
     buf.resize(DATA_HEADER_LEN + len, 0);
@@ -157,7 +204,7 @@ async fn read_frame(
         std::io::ErrorKind::UnexpectedEof => "stream ended inside a frame".to_string(),
         _ => format!("read error: {e}"),
     })?;
-    Ok(Some(buf.freeze()))
+    Ok(Some(Outbound { bytes: buf.freeze(), permit: Some(permit) }))
 }
 
 /// What a write pump needs to know.
