@@ -546,3 +546,40 @@ async fn a_browser_that_stops_reading_slows_the_remote_and_loses_nothing() {
     within("sender", sender).await.unwrap();
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn refusals_say_why() {
+    let daemon = Daemon::local().await;
+    let (mut first, _) = Client::started(&daemon).await;
+    let (mut second, _) = Client::started(&daemon).await;
+    first.listen("/test/taken/1", true).await;
+    // Another session of the daemon has it.
+    second.send(ClientMsg::Listen { frames: true, protocol: "/test/taken/1".into() }).await;
+    assert!(
+        matches!(second.recv().await, ServerMsg::ListenRefused { protocol } if protocol == "/test/taken/1")
+    );
+    // An address where nothing listens.
+    let nobody = libp2p_websocket::protocol::ConnectTarget {
+        peer: libp2p::PeerId::random(),
+        addrs: vec!["/ip4/127.0.0.1/tcp/9".parse().unwrap()],
+    };
+    match second.connect_to(&nobody.to_connect_string(), "/test/x/1", true).await {
+        ServerMsg::PeerConnectionRefused { error, .. } => {
+            assert!(error.contains("unreachable") && error.contains("127.0.0.1/tcp/9"), "{error}")
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    // An address that answers as another peer.
+    let other = TestPeer::new().await;
+    let impostor = libp2p_websocket::protocol::ConnectTarget {
+        peer: libp2p::PeerId::random(),
+        addrs: vec![other.addr.clone()],
+    };
+    match second.connect_to(&impostor.to_connect_string(), "/test/x/1", true).await {
+        ServerMsg::PeerConnectionRefused { error, .. } => {
+            assert!(error.contains("different peer"), "{error}")
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    daemon.stop().await;
+}
