@@ -81,6 +81,21 @@ pub struct Cli {
     /// Listened protocols per browser session
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_listeners_per_session)]
     pub max_listeners_per_session: usize,
+    /// WebSocket sessions the daemon serves at once
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_sessions)]
+    pub max_sessions: usize,
+    /// Established libp2p connections, all peers together
+    #[arg(long, value_name = "N", default_value_t = 1024)]
+    pub max_connections: u32,
+    /// Established libp2p connections to one peer
+    #[arg(long, value_name = "N", default_value_t = 8)]
+    pub max_connections_per_peer: u32,
+    /// Seconds between WebSocket pings to each browser
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().ping_interval.as_secs())]
+    pub ping_interval: u64,
+    /// Seconds a browser may stay silent (no message, no pong) before its session is closed
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().keepalive_timeout.as_secs())]
+    pub keepalive_timeout: u64,
     /// Print the version and exit
     #[arg(long)]
     pub version: bool,
@@ -137,6 +152,8 @@ impl Cli {
                 max_streams_per_peer: self.max_streams_per_peer,
                 public,
                 idle_timeout: Duration::from_secs(60),
+                max_connections: self.max_connections,
+                max_connections_per_peer: self.max_connections_per_peer,
             },
             key,
             addr_host: Some(self.addr),
@@ -148,6 +165,9 @@ impl Cli {
                 max_message: self.max_frame + 64,
                 max_streams_per_session: self.max_streams_per_session,
                 max_listeners_per_session: self.max_listeners_per_session,
+                max_sessions: self.max_sessions,
+                ping_interval: Duration::from_secs(self.ping_interval.max(1)),
+                keepalive_timeout: Duration::from_secs(self.keepalive_timeout.max(1)),
                 ..Limits::default()
             },
         })

@@ -20,6 +20,12 @@ pub struct Limits {
     /// Bytes read from streams and not yet sent to the browser, per session; when it
     /// is full the session's streams are not read (their remotes are slowed).
     pub session_read_buffer: usize,
+    /// WebSocket sessions per daemon.
+    pub max_sessions: usize,
+    /// How often a session pings its browser.
+    pub ping_interval: std::time::Duration,
+    /// How long a browser may stay silent (no message, no pong) before its session ends.
+    pub keepalive_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -31,6 +37,9 @@ impl Default for Limits {
             max_listeners_per_session: 64,
             session_write_buffer: 8 * 1024 * 1024,
             session_read_buffer: 4 * 1024 * 1024,
+            max_sessions: 4096,
+            ping_interval: std::time::Duration::from_secs(20),
+            keepalive_timeout: std::time::Duration::from_secs(60),
         }
     }
 }
@@ -63,6 +72,8 @@ impl Config {
                 max_streams_per_peer: 400,
                 public: None,
                 idle_timeout: std::time::Duration::from_secs(60),
+                max_connections: 1024,
+                max_connections_per_peer: 8,
             },
             key: None,
             addr_host: None,

@@ -53,16 +53,18 @@ pub async fn run(
 ) -> Result<(), Error> {
     let bound = listener.local_addr()?;
     let pages = Pages::new(&config.files)?;
-    let cancel = CancellationToken::new();
-    let node = Arc::new(NodeSlot::new(config.node.clone(), cancel.child_token()));
+    // Sessions are told to end first, so they can say goodbye over a node still running.
+    let sessions = CancellationToken::new();
+    let node = Arc::new(NodeSlot::new(config.node.clone(), CancellationToken::new()));
     if let Some(key) = config.key.clone() {
         node.start(Some(key)).await?;
     }
+    let shared = Arc::new(Shared::new(node.clone(), config.limits.clone()));
     let state = AppState {
-        shared: Arc::new(Shared::new(node.clone(), config.limits.clone())),
+        shared: shared.clone(),
         door: Arc::new(Door::new(bound, config.addr_host.as_deref(), &config.allow_origins)),
         pages: Arc::new(pages),
-        cancel: cancel.clone(),
+        cancel: sessions.clone(),
     };
     let page_host = if bound.ip().is_unspecified() || bound.ip().is_loopback() {
         "localhost".to_string()
@@ -73,12 +75,23 @@ pub async fn run(
     tracing::info!(url = %landing, "serving pages and /libp2p");
     if let Some(page) = &config.browse {
         let url = format!("{landing}{}", page.trim_start_matches('/'));
-        if let Err(e) = open::that_detached(&url) {
-            tracing::warn!(%url, error = %e, "could not open a browser; open the URL by hand");
+        // `open` waits briefly for each launcher to fail: keep that off the runtime's
+        // threads. Requests wait in the listener's backlog meanwhile.
+        let opened = tokio::task::spawn_blocking({
+            let url = url.clone();
+            move || open::that_detached(url)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match opened {
+            Ok(()) => tracing::info!(%url, "opened in the browser"),
+            Err(e) => {
+                tracing::warn!(%url, error = %e, "could not open a browser; open the URL by hand")
+            }
         }
     }
     let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let stop = cancel.clone();
+    let stop = sessions.clone();
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;
@@ -86,6 +99,11 @@ pub async fn run(
             stop.cancel();
         })
         .await?;
+    // Upgraded WebSockets outlive axum's graceful shutdown: wait for their goodbyes.
+    let deadline = tokio::time::Instant::now() + session::CLOSE_GRACE * 2;
+    while shared.active_sessions() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
     node.stop();
     Ok(())
 }

@@ -67,7 +67,8 @@ async fn upgrade(
     let cancel = state.cancel.child_token();
     ws.max_message_size(limits.max_message)
         .max_frame_size(limits.max_message)
-        .max_write_buffer_size(4 * limits.max_message)
+        // tungstenite wants this above its write buffer (128 KiB by default).
+        .max_write_buffer_size((4 * limits.max_message).max(1 << 20))
         .on_upgrade(move |socket| session::run(socket, state.shared.clone(), loopback, cancel))
 }
 

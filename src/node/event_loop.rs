@@ -21,6 +21,8 @@ use super::{
     behaviour::Behaviour, Command, NodeConfig, NodeError, NodeKey, COMMAND_QUEUE, LISTEN_WAIT,
 };
 
+/// Incoming connections in their handshake at once.
+const PENDING_INCOMING: u32 = 128;
 /// Room yamux keeps above the daemon's own per-peer cap, for streams that are closing.
 const YAMUX_HEADROOM: usize = 512;
 
@@ -108,6 +110,10 @@ fn build_swarm(config: &NodeConfig, key: &NodeKey) -> Result<Swarm<Behaviour>, N
     let build = |e: &dyn std::fmt::Display| NodeError::Build(e.to_string());
     let max_streams = config.max_streams_per_peer + YAMUX_HEADROOM;
     let idle_timeout = config.idle_timeout;
+    let limits = libp2p::connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.max_connections))
+        .with_max_established_per_peer(Some(config.max_connections_per_peer))
+        .with_max_pending_incoming(Some(PENDING_INCOMING));
     Ok(libp2p::SwarmBuilder::with_existing_identity(key.keypair.clone())
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, move || {
@@ -119,7 +125,7 @@ fn build_swarm(config: &NodeConfig, key: &NodeKey) -> Result<Swarm<Behaviour>, N
         .with_quic()
         .with_dns()
         .map_err(|e| build(&e))?
-        .with_behaviour(Behaviour::new)
+        .with_behaviour(|key| Behaviour::new(key, limits))
         .map_err(|e| build(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
         .build())
@@ -252,7 +258,7 @@ fn describe_dial_error(error: &libp2p::swarm::DialError) -> String {
         DialError::WrongPeerId { obtained, .. } => {
             format!("the address answered as a different peer ({obtained})")
         }
-        DialError::Denied { cause } => format!("connection denied: {cause}"),
+        DialError::Denied { cause } => format!("connection denied: {}", root_cause(cause)),
         DialError::Aborted => "dial aborted".into(),
         DialError::DialPeerConditionFalse(_) => "already dialing".into(),
         DialError::Transport(errors) => {

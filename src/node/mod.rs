@@ -42,6 +42,10 @@ pub struct NodeConfig {
     pub public: Option<bool>,
     /// How long a connection with no stream stays open.
     pub idle_timeout: Duration,
+    /// Established libp2p connections, all peers together.
+    pub max_connections: u32,
+    /// Established libp2p connections to one peer.
+    pub max_connections_per_peer: u32,
 }
 
 impl NodeConfig {

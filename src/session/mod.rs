@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use axum::extract::ws::Message;
+use axum::extract::ws::{close_code, CloseFrame, Message};
 use bytes::Bytes;
 use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
 use libp2p::{PeerId, StreamProtocol};
@@ -128,17 +128,27 @@ where
 {
     let id = shared.next_session.fetch_add(1, Ordering::Relaxed);
     let span = tracing::info_span!("session", id);
-    shared.active.fetch_add(1, Ordering::Relaxed);
+    let active = shared.active.fetch_add(1, Ordering::Relaxed) + 1;
     let (sink, stream) = socket.split();
     let (out, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
-    let writer =
-        tokio::spawn(write_websocket(sink, out_rx, cancel.clone()).instrument(span.clone()));
+    let write_failed = CancellationToken::new();
+    let writer = write_websocket(sink, out_rx, write_failed.clone());
+    let writer = tokio::spawn(writer.instrument(span.clone()));
     let mut session = Session::new(id, shared.clone(), loopback, out);
     async {
-        tracing::debug!(loopback, "session opened");
-        session.run(stream, &cancel).await;
+        let limit = shared.limits.max_sessions;
+        let end = if active > limit {
+            tracing::warn!(limit, "session refused: too many sessions");
+            End::TooMany(limit)
+        } else {
+            tracing::debug!(loopback, "session opened");
+            session.run(stream, &cancel, &write_failed).await
+        };
+        tracing::debug!(?end, "session ending");
+        // Tell the browser why, unless it left; a browser that does not read gets
+        // CLOSE_GRACE to take it.
+        let _ = tokio::time::timeout(CLOSE_GRACE, session.farewell(&end)).await;
         session.shutdown();
-        tracing::debug!("session closed");
     }
     .instrument(span)
     .await;
@@ -153,17 +163,26 @@ where
 async fn write_websocket<K>(
     mut sink: K,
     mut queue: mpsc::Receiver<Outbound>,
-    cancel: CancellationToken,
+    failed: CancellationToken,
 ) where
     K: Sink<Message, Error = axum::Error> + Unpin,
 {
     while let Some(first) = queue.recv().await {
         let mut burst = Some(first);
         let mut result = Ok(());
-        while let Some(message) = burst.take() {
-            // The message's budget permit is released once the sink has it.
-            result = sink.feed(Message::Binary(message.bytes)).await;
-            if result.is_err() {
+        let mut closing = false;
+        while let Some(next) = burst.take() {
+            let message = match next {
+                // The message's budget permit is released once the sink has it.
+                Outbound::Message { bytes, permit: _permit } => Message::Binary(bytes),
+                Outbound::Ping => Message::Ping(Bytes::new()),
+                Outbound::Close { code, reason } => {
+                    closing = true;
+                    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
+                }
+            };
+            result = sink.feed(message).await;
+            if result.is_err() || closing {
                 break;
             }
             burst = queue.try_recv().ok();
@@ -173,11 +192,31 @@ async fn write_websocket<K>(
         }
         if let Err(e) = result {
             tracing::debug!(error = %e, "WebSocket write failed");
-            cancel.cancel();
+            failed.cancel();
+            return;
+        }
+        if closing {
             return;
         }
     }
     let _ = sink.close().await;
+}
+
+/// Why a session ended.
+#[derive(Debug)]
+enum End {
+    /// The browser closed the WebSocket or it broke.
+    Left,
+    /// Writing to the browser failed.
+    WriteFailed,
+    /// The daemon is shutting down.
+    Shutdown,
+    /// The browser stopped answering pings.
+    Keepalive(Duration),
+    /// The browser sent a message over the size limit.
+    TooBig(usize),
+    /// The daemon has as many sessions as it takes.
+    TooMany(usize),
 }
 
 struct Session {
@@ -228,10 +267,20 @@ impl Session {
         }
     }
 
-    async fn run<S>(&mut self, mut ws: S, cancel: &CancellationToken)
+    async fn run<S>(
+        &mut self,
+        mut ws: S,
+        cancel: &CancellationToken,
+        write_failed: &CancellationToken,
+    ) -> End
     where
         S: Stream<Item = Result<Message, axum::Error>> + Unpin,
     {
+        let limits = self.shared.limits.clone();
+        let mut keepalive = tokio::time::interval(limits.ping_interval);
+        keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        keepalive.reset();
+        let mut last_seen = tokio::time::Instant::now();
         let mut node_rx: watch::Receiver<Option<NodeHandle>> = self.shared.node.subscribe();
         self.node = node_rx.borrow_and_update().clone();
         self.send(ServerMsg::Hello { started: self.node.is_some(), version: VERSION.into() }).await;
@@ -243,7 +292,8 @@ impl Session {
             let budget = self.budget.clone();
             tokio::select! {
                 biased;
-                _ = cancel.cancelled() => break,
+                _ = cancel.cancelled() => return End::Shutdown,
+                _ = write_failed.cancelled() => return End::WriteFailed,
                 Some(event) = self.pump_rx.recv() => self.on_pump_event(event).await,
                 Some(incoming) = self.incoming_rx.recv() => self.on_incoming(incoming).await,
                 Some(done) = self.connects.join_next(), if !self.connects.is_empty() => {
@@ -259,19 +309,33 @@ impl Session {
                     }
                 }
                 _ = budget.drained.notified(), if paused => self.retry_blocked(),
-                message = ws.next(), if !paused => match message {
+                _ = keepalive.tick() => {
+                    if paused {
+                        // Not reading the WebSocket, so no answer can be seen: the browser
+                        // is busy sending, not gone.
+                        last_seen = tokio::time::Instant::now();
+                    } else if last_seen.elapsed() > limits.keepalive_timeout {
+                        return End::Keepalive(limits.keepalive_timeout);
+                    }
+                    let _ = self.out.try_send(Outbound::Ping);
+                }
+                message = ws.next(), if !paused => {
+                    last_seen = tokio::time::Instant::now();
+                    match message {
                     Some(Ok(Message::Binary(bytes))) => self.on_message(bytes).await,
                     Some(Ok(Message::Text(_))) => {
                         let msg = "text messages are not part of the protocol; send binary messages";
                         self.send(ServerMsg::ProtocolError { msg: msg.into() }).await;
                     }
                     Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => break,
+                    Some(Ok(Message::Close(_))) | None => return End::Left,
                     Some(Err(e)) => {
-                        tracing::debug!(error = %e, "WebSocket read failed");
-                        break;
+                        if is_capacity_error(e) {
+                            return End::TooBig(limits.max_message);
+                        }
+                        return End::Left;
                     }
-                },
+                }},
             }
         }
     }
@@ -628,6 +692,32 @@ impl Session {
         }
     }
 
+    /// Tells the browser why the session ends: at daemon shutdown a Connection Closed
+    /// for each stream first, then a WebSocket close frame with the reason.
+    async fn farewell(&mut self, end: &End) {
+        let (code, reason) = match end {
+            End::Left | End::WriteFailed => return,
+            End::Shutdown => (close_code::AWAY, "daemon shutting down".to_string()),
+            End::Keepalive(after) => {
+                (close_code::ERROR, format!("no answer to pings for {} s", after.as_secs()))
+            }
+            End::TooBig(limit) => {
+                (close_code::SIZE, format!("message longer than the limit of {limit} bytes"))
+            }
+            End::TooMany(limit) => {
+                (close_code::AGAIN, format!("too many sessions (limit {limit})"))
+            }
+        };
+        if let End::Shutdown = end {
+            let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
+            ids.sort_unstable();
+            for id in ids {
+                self.close_conn(id, Some(reason.clone())).await;
+            }
+        }
+        let _ = self.out.send(Outbound::Close { code, reason }).await;
+    }
+
     /// Frees everything the session holds: listeners, streams, pending connects.
     fn shutdown(&mut self) {
         for protocol in self.listeners.keys() {
@@ -640,6 +730,13 @@ impl Session {
         }
         self.connects.abort_all();
     }
+}
+
+/// Whether a WebSocket read failed because a message was over the size limit.
+fn is_capacity_error(error: axum::Error) -> bool {
+    use tokio_tungstenite::tungstenite::Error;
+    let inner = error.into_inner();
+    matches!(inner.downcast_ref::<Error>(), Some(Error::Capacity(_)))
 }
 
 /// Takes every stream that arrives for one listened protocol, from libp2p or from a

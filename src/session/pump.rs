@@ -59,16 +59,20 @@ impl WriteBudget {
     }
 }
 
-/// A message on its way to the browser. Data holds its share of the session's
+/// What goes to the browser, in order. Data holds its share of the session's
 /// [`OutboundBudget`] until the WebSocket writer has taken it.
-pub struct Outbound {
-    pub bytes: Bytes,
-    pub permit: Option<OwnedSemaphorePermit>,
+pub enum Outbound {
+    /// One protocol message.
+    Message { bytes: Bytes, permit: Option<OwnedSemaphorePermit> },
+    /// A WebSocket ping (keepalive).
+    Ping,
+    /// A WebSocket close frame; the writer stops after it.
+    Close { code: u16, reason: String },
 }
 
 impl From<Bytes> for Outbound {
     fn from(bytes: Bytes) -> Self {
-        Self { bytes, permit: None }
+        Self::Message { bytes, permit: None }
     }
 }
 
@@ -171,7 +175,7 @@ async fn read_chunk(
     // Give back what the chunk did not use.
     let used = (n + MESSAGE_OVERHEAD).min(budget.limit);
     drop(permit.split(permit.num_permits().saturating_sub(used)));
-    Ok(Some(Outbound { bytes: buf.freeze(), permit: Some(permit) }))
+    Ok(Some(Outbound::Message { bytes: buf.freeze(), permit: Some(permit) }))
 }
 
 /// One length-prefixed frame as a whole Data message, or `None` at a clean end of stream
@@ -204,7 +208,7 @@ async fn read_frame(
         std::io::ErrorKind::UnexpectedEof => "stream ended inside a frame".to_string(),
         _ => format!("read error: {e}"),
     })?;
-    Ok(Some(Outbound { bytes: buf.freeze(), permit: Some(permit) }))
+    Ok(Some(Outbound::Message { bytes: buf.freeze(), permit: Some(permit) }))
 }
 
 /// What a write pump needs to know.

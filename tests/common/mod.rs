@@ -151,10 +151,16 @@ impl Client {
 
     /// Whether the daemon sends nothing for `wait`.
     pub async fn quiet_for(&mut self, wait: Duration) -> Option<ServerMsg> {
-        match tokio::time::timeout(wait, self.ws.next()).await {
-            Err(_) => None,
-            Ok(Some(Ok(Message::Binary(bytes)))) => Some(ServerMsg::decode(bytes).unwrap()),
-            Ok(other) => panic!("unexpected {other:?}"),
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, self.ws.next()).await {
+                Err(_) => return None,
+                Ok(Some(Ok(Message::Binary(bytes)))) => {
+                    return Some(ServerMsg::decode(bytes).unwrap())
+                }
+                Ok(Some(Ok(Message::Ping(_) | Message::Pong(_)))) => continue,
+                Ok(other) => panic!("unexpected {other:?}"),
+            }
         }
     }
 
@@ -379,5 +385,23 @@ impl Client {
         let (ws, _) =
             within("WebSocket connect", tokio_tungstenite::connect_async(url)).await.unwrap();
         Self { ws }
+    }
+}
+
+impl Client {
+    /// Reads until the daemon's close frame; returns its code and reason.
+    pub async fn expect_close_frame(&mut self) -> (u16, String) {
+        loop {
+            match within("close frame", self.ws.next()).await {
+                Some(Ok(Message::Close(Some(frame)))) => {
+                    return (frame.code.into(), frame.reason.to_string())
+                }
+                Some(Ok(Message::Close(None))) => return (1005, String::new()),
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(other)) => panic!("expected a close frame, got {other:?}"),
+                Some(Err(e)) => panic!("expected a close frame, got error {e}"),
+                None => panic!("the WebSocket ended without a close frame"),
+            }
+        }
     }
 }
