@@ -14,6 +14,9 @@ const FOLDERS: [&str; 2] = ["html", "examples"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?);
+    // Once any rerun-if-changed is printed, cargo watches only what is named: the
+    // content types come from this file too.
+    println!("cargo:rerun-if-changed=src/http/mime.rs");
     let mut assets: BTreeMap<String, PathBuf> = BTreeMap::new();
     for folder in FOLDERS {
         let dir = root.join(folder);

@@ -46,6 +46,7 @@ const state = {
     myName: '',
     guests: new Map(), // host: Connection -> name (null until its "join")
     hostConnection: null, // guest: the Connection to the host
+    hostName: '', // guest: the host's name, once it greeted us
     members: [], // names shown in #members, [{name, role}]
 };
 
@@ -141,7 +142,7 @@ function render() {
     ui.body.dataset.mode = mode;
     ui.roomTitle.textContent =
         mode === 'hosting' ? `Your room (${state.guests.size} guest${state.guests.size === 1 ? '' : 's'})`
-            : mode === 'guest' ? 'In a room'
+            : mode === 'guest' ? (state.hostName ? `${state.hostName}'s room` : 'In a room')
                 : mode === 'joining' ? 'Joining…'
                     : 'Not in a room';
 }
@@ -307,6 +308,7 @@ async function join() {
         return;
     }
     state.hostConnection = conn;
+    state.hostName = '';
     state.mode = 'guest';
     ui.messages.replaceChildren();
     setMembers([{ name: state.myName, role: 'you' }]);
@@ -314,7 +316,7 @@ async function join() {
     conn.addEventListener('close', (e) => {
         if (state.hostConnection !== conn) return;
         state.hostConnection = null;
-        leaveRoomUi(e.detail && e.detail !== 'closed' ? `Disconnected from the room: ${e.detail}` : 'You left the room.');
+        leaveRoomUi(closedText(e.detail));
     });
     conn.sendJSON({ type: 'join', from: state.myName });
     addNotice('Joined the room.');
@@ -322,12 +324,24 @@ async function join() {
     render();
 }
 
+// Why the connection to the host ended, for the guest.
+function closedText(reason) {
+    if (!reason || reason === 'closed') return 'You left the room.';
+    if (reason === 'closed by remote') return 'The host closed the room.';
+    if (reason === 'gateway closed') return 'Lost the connection to the daemon.';
+    return `Disconnected from the room: ${reason}`;
+}
+
 function onHostFrame(frame) {
     if (!frame) return;
     if (frame.type === 'join') {
         const name = cleanName(frame.from);
-        state.members.push({ name, role: state.members.length === 1 && frame.present ? 'host' : '' });
+        // The host greets a newcomer first, so the first member present is the host.
+        const isHost = state.members.length === 1 && frame.present && !state.hostName;
+        if (isHost) state.hostName = name;
+        state.members.push({ name, role: isHost ? 'host' : '' });
         renderMembers();
+        render();
         if (!frame.present) addNotice(`${name} joined`);
     } else if (frame.type === 'leave') {
         const name = cleanName(frame.from);
@@ -356,6 +370,7 @@ function leaveRoomUi(notice) {
     state.mode = 'idle';
     state.guests.clear();
     state.hostConnection = null;
+    state.hostName = '';
     ui.connectString.textContent = '';
     ui.connectString.value = '';
     setMembers([]);

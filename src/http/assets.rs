@@ -64,6 +64,11 @@ impl Pages {
                 Some(a) => respond(headers, a.content_type, a.etag.to_string(), Body::from(a.body)),
                 None => not_found(),
             },
+            // Like build.rs, which embeds no dot file: `.git/`, `.env` and the like stay
+            // private even when a whole project folder is served.
+            Self::Folders(_) if path.split('/').any(|segment| segment.starts_with('.')) => {
+                not_found()
+            }
             Self::Folders(folders) => {
                 for folder in folders {
                     if let Some(bytes) = read_inside(folder, &path).await {
@@ -87,10 +92,12 @@ fn not_found() -> Response {
 }
 
 fn respond(headers: &HeaderMap, content_type: &'static str, etag: String, body: Body) -> Response {
-    let matches = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    // If-None-Match compares weakly (RFC 9110, 13.1.2): `W/"x"` matches `"x"`.
+    let matches = headers.get_all(header::IF_NONE_MATCH).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',').map(str::trim).any(|t| t == "*" || t.trim_start_matches("W/") == etag)
+        })
+    });
     let etag = HeaderValue::from_str(&etag).expect("hex etag");
     let mut response =
         if matches { StatusCode::NOT_MODIFIED.into_response() } else { body.into_response() };
