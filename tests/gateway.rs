@@ -583,3 +583,30 @@ async fn refusals_say_why() {
     }
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn sessions_cannot_touch_each_others_streams() {
+    let daemon = Daemon::local().await;
+    let (mut host, id) = Client::started(&daemon).await;
+    let (mut guest, _) = Client::started(&daemon).await;
+    let (mut intruder, _) = Client::started(&daemon).await;
+    host.listen("/test/isolated/1", true).await;
+    let g = guest.open(&id.peer_id.to_base58(), "/test/isolated/1", true).await;
+    let (h, _) = host.accepted().await;
+    // The intruder names the others' ids: they are not its own.
+    for target in [g, h] {
+        intruder.send(ClientMsg::Data { id: target, data: Bytes::from_static(b"injected") }).await;
+        assert_eq!(intruder.expect_closed(target).await, "unknown connection");
+        intruder.send(ClientMsg::Close { id: target }).await;
+        assert_eq!(intruder.expect_closed(target).await, "unknown connection");
+    }
+    // Stop on a protocol it does not listen on leaves the host's listener alone.
+    intruder.send(ClientMsg::Stop { retain: false, protocol: "/test/isolated/1".into() }).await;
+    assert!(matches!(intruder.recv().await, ServerMsg::ListenerClosed { .. }));
+    guest.data(g, b"private").await;
+    assert_eq!(&host.read_message(h).await[..], b"private");
+    let g2 = guest.open(&id.peer_id.to_base58(), "/test/isolated/1", true).await;
+    assert_ne!(g2, g);
+    host.accepted().await;
+    daemon.stop().await;
+}

@@ -28,6 +28,8 @@ async fn malformed_messages_get_answers_and_the_session_goes_on() {
         (vec![5], "Connect: message too short for FRAMES"),
         (long, "Connect: PROTOCOL length 300 exceeds message"),
         (vec![0, 0, 10, b'a'], "Start: KEY length 10 exceeds message"),
+        (vec![6], "Presence: message too short for ON"),
+        (vec![6, 2], "Presence: ON flag must be 0 or 1, got 2"),
     ];
     for (bytes, expected) in cases {
         client.send_raw(bytes.clone()).await;

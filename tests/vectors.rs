@@ -40,6 +40,7 @@ fn client_json(msg: &ClientMsg) -> Value {
             };
             json!({"type": "Connect", "frames": frames, "relay": relay, "protocol": protocol, "peer": peer})
         }
+        ClientMsg::Presence { on } => json!({"type": "Presence", "on": on}),
     }
 }
 
@@ -74,6 +75,13 @@ fn server_json(msg: &ServerMsg) -> Value {
         }
         ServerMsg::ProtocolError { msg } => json!({"type": "ProtocolError", "msg": msg}),
         ServerMsg::Listening { protocol } => json!({"type": "Listening", "protocol": protocol}),
+        ServerMsg::Peer { state, peer_id, info } => {
+            json!({"type": "Peer", "state": state, "peerID": peer_id, "info": info})
+        }
+        ServerMsg::LocalListener { up, protocol } => {
+            json!({"type": "LocalListener", "up": up, "protocol": protocol})
+        }
+        ServerMsg::PresenceReady => json!({"type": "PresenceReady"}),
     }
 }
 

@@ -6,6 +6,13 @@
 //! browser page and is let in. When the daemon is bound to loopback, a `Host` header that
 //! is not a loopback name means a foreign name resolved to 127.0.0.1 (DNS rebinding),
 //! and the request is refused.
+//!
+//! Serving the LAN (`-addr 0.0.0.0` or `::`), the daemon is reached under whatever
+//! address a player typed, e.g. `http://192.168.1.20:8888/game.html`. An upgrade is
+//! then also admitted when its `Origin` is exactly `http://` + its `Host` header and
+//! that host is an IP address literal: the page came from this daemon, at that
+//! address. A host *name* is not enough (a rebinding attacker controls both the
+//! name and where it points); names must be listed with `--allow-origin`.
 
 use std::net::SocketAddr;
 
@@ -16,6 +23,8 @@ use axum::http::{header, HeaderMap};
 pub struct Door {
     origins: Vec<String>,
     loopback_only: bool,
+    /// Bound to every interface: admit same-origin pages reached by IP address.
+    any_interface: bool,
 }
 
 impl Door {
@@ -32,18 +41,32 @@ impl Door {
         }
         let mut origins: Vec<String> = hosts.iter().map(|h| format!("http://{h}:{port}")).collect();
         origins.extend(extra.iter().map(|o| normalize(o)));
-        Self { origins, loopback_only: crate::config::is_loopback(&bound) }
+        Self {
+            origins,
+            loopback_only: crate::config::is_loopback(&bound),
+            any_interface: bound.ip().is_unspecified(),
+        }
     }
 
     /// `Err(reason)` if a WebSocket upgrade with these headers must be refused.
     pub fn check_upgrade(&self, headers: &HeaderMap) -> Result<(), String> {
         let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
         let origin = normalize(origin.to_str().map_err(|_| "unreadable Origin header")?);
-        if self.origins.contains(&origin) {
+        if self.origins.contains(&origin) || self.same_origin_by_ip(&origin, headers) {
             Ok(())
         } else {
             Err(format!("origin {origin} is not allowed (start the daemon with --allow-origin {origin} to allow it)"))
         }
+    }
+
+    fn same_origin_by_ip(&self, origin: &str, headers: &HeaderMap) -> bool {
+        let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+            return false;
+        };
+        let host = host.to_ascii_lowercase();
+        self.any_interface
+            && origin.strip_prefix("http://") == Some(host.as_str())
+            && host_name(&host).parse::<std::net::IpAddr>().is_ok()
     }
 
     /// `Err(reason)` if the `Host` header is not acceptable for any request.
@@ -53,10 +76,7 @@ impl Door {
         }
         let Some(host) = headers.get(header::HOST) else { return Ok(()) };
         let host = host.to_str().map_err(|_| "unreadable Host header")?.to_ascii_lowercase();
-        let name = match host.strip_prefix('[') {
-            Some(v6) => v6.split(']').next().unwrap_or(""),
-            None => host.rsplit_once(':').map_or(host.as_str(), |(name, _)| name),
-        };
+        let name = host_name(&host);
         let loopback = name == "localhost"
             || name.ends_with(".localhost")
             || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback());
@@ -65,6 +85,14 @@ impl Door {
         } else {
             Err(format!("host {host} is not a loopback name; this daemon only serves localhost"))
         }
+    }
+}
+
+/// The name or address in a `Host` header, without port or IPv6 brackets.
+fn host_name(host: &str) -> &str {
+    match host.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
     }
 }
 
@@ -104,6 +132,24 @@ mod tests {
         }
         let lan = Door::new("0.0.0.0:8888".parse().unwrap(), Some("192.168.1.5"), &[]);
         assert!(lan.check_upgrade(&headers(header::ORIGIN, "http://192.168.1.5:8888")).is_ok());
+    }
+
+    #[test]
+    fn lan_pages_reached_by_ip_are_admitted() {
+        let both = |origin: &str, host: &str| {
+            let mut h = headers(header::ORIGIN, origin);
+            h.insert(header::HOST, HeaderValue::from_str(host).unwrap());
+            h
+        };
+        let lan = Door::new("0.0.0.0:8888".parse().unwrap(), Some("0.0.0.0"), &[]);
+        assert!(lan.check_upgrade(&both("http://10.0.0.7:8888", "10.0.0.7:8888")).is_ok());
+        assert!(lan.check_upgrade(&both("http://[fe80::1]:8888", "[fe80::1]:8888")).is_ok());
+        // A name could be rebound by whoever owns it; another host is another origin.
+        assert!(lan.check_upgrade(&both("http://game.example:8888", "game.example:8888")).is_err());
+        assert!(lan.check_upgrade(&both("http://10.0.0.8:8888", "10.0.0.7:8888")).is_err());
+        // Bound to one address, the rule does not apply.
+        let one = Door::new("10.0.0.7:8888".parse().unwrap(), None, &[]);
+        assert!(one.check_upgrade(&both("http://10.0.0.9:8888", "10.0.0.9:8888")).is_err());
     }
 
     #[test]

@@ -18,7 +18,8 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    behaviour::Behaviour, Command, NodeConfig, NodeError, NodeKey, COMMAND_QUEUE, LISTEN_WAIT,
+    behaviour::Behaviour, peers::PeerTable, Command, NodeConfig, NodeError, NodeKey, COMMAND_QUEUE,
+    LISTEN_WAIT,
 };
 
 /// Incoming connections in their handshake at once.
@@ -32,6 +33,7 @@ pub(super) struct Started {
     pub control: libp2p_stream::Control,
     pub addresses: watch::Receiver<Vec<Multiaddr>>,
     pub public: watch::Receiver<bool>,
+    pub peers: PeerTable,
 }
 
 pub(super) async fn start(
@@ -88,6 +90,7 @@ pub(super) async fn start(
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (addresses_tx, addresses_rx) = watch::channel(addresses.clone());
     let (public_tx, public_rx) = watch::channel(config.public.unwrap_or(false));
+    let peers = PeerTable::default();
     for addr in &config.bootstrap {
         if let Err(e) = swarm.dial(addr.clone()) {
             tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
@@ -101,9 +104,10 @@ pub(super) async fn start(
         _public: public_tx,
         dialing: HashMap::new(),
         bootstrap: config.bootstrap.clone(),
+        peers: peers.clone(),
     };
     tokio::spawn(event_loop.run(cancel));
-    Ok(Started { commands, control, addresses: addresses_rx, public: public_rx })
+    Ok(Started { commands, control, addresses: addresses_rx, public: public_rx, peers })
 }
 
 fn build_swarm(config: &NodeConfig, key: &NodeKey) -> Result<Swarm<Behaviour>, NodeError> {
@@ -140,6 +144,7 @@ struct EventLoop {
     /// Connect requests waiting for a dial to their peer to finish.
     dialing: HashMap<PeerId, Vec<oneshot::Sender<Result<(), String>>>>,
     bootstrap: Vec<Multiaddr>,
+    peers: PeerTable,
 }
 
 impl EventLoop {
@@ -183,6 +188,12 @@ impl EventLoop {
                     }
                 }
             }
+            Command::AnnounceProtocols => {
+                // Waking each connection makes it notice the changed protocols, and
+                // identify pushes them to the peer.
+                let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+                self.swarm.behaviour_mut().identify.push(peers);
+            }
         }
     }
 
@@ -200,8 +211,10 @@ impl EventLoop {
             SwarmEvent::ExternalAddrConfirmed { .. } | SwarmEvent::ExternalAddrExpired { .. } => {
                 self.publish_addresses();
             }
+            SwarmEvent::Dialing { peer_id: Some(peer), .. } => self.peers.dialing(peer),
             SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 tracing::debug!(peer = %peer_id, addr = %endpoint.get_remote_address(), "connected");
+                self.peers.connected(peer_id, endpoint.get_remote_address(), endpoint.is_dialer());
                 if let Some(waiting) = self.dialing.remove(&peer_id) {
                     for reply in waiting {
                         let _ = reply.send(Ok(()));
@@ -213,11 +226,15 @@ impl EventLoop {
                     }
                 }
             }
-            SwarmEvent::ConnectionClosed { peer_id, cause, .. } => {
+            SwarmEvent::ConnectionClosed { peer_id, cause, endpoint, .. } => {
                 tracing::debug!(peer = %peer_id, ?cause, "connection closed");
+                self.peers.disconnected(peer_id, endpoint.get_remote_address());
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 let reason = describe_dial_error(&error);
+                if let Some(peer) = peer_id {
+                    self.peers.failed(peer);
+                }
                 match peer_id.and_then(|p| self.dialing.remove(&p)) {
                     Some(waiting) => {
                         for reply in waiting {
@@ -231,6 +248,7 @@ impl EventLoop {
                 identify::Event::Received { peer_id, info, .. },
             )) => {
                 tracing::debug!(peer = %peer_id, agent = %info.agent_version, "identified");
+                self.peers.identified(peer_id, &info);
             }
             _ => {}
         }

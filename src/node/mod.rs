@@ -8,6 +8,7 @@
 mod behaviour;
 mod event_loop;
 pub mod keys;
+pub mod peers;
 mod streams;
 
 use std::{sync::Arc, time::Duration};
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use keys::{KeyError, NodeKey};
+pub use peers::{PeerEvent, PeerState, PeerTable};
 pub use streams::{PeerStreams, StreamSlot};
 
 use crate::protocol::ConnectTarget;
@@ -95,6 +97,8 @@ pub enum ConnectError {
 pub(crate) enum Command {
     /// Make sure there is a connection to `peer`, dialing `addrs` (and known ones) if not.
     Dial { peer: PeerId, addrs: Vec<Multiaddr>, reply: oneshot::Sender<Result<(), String>> },
+    /// The protocols browsers listen on changed: tell connected peers (identify push).
+    AnnounceProtocols,
 }
 
 /// A cheap, cloneable handle on the running node.
@@ -111,6 +115,7 @@ struct Inner {
     addresses: watch::Receiver<Vec<Multiaddr>>,
     public: watch::Receiver<bool>,
     peer_streams: PeerStreams,
+    peers: PeerTable,
     /// Cancelled when the last handle goes, which ends the event loop.
     _stop: tokio_util::sync::DropGuard,
 }
@@ -141,6 +146,7 @@ impl NodeHandle {
                 addresses: started.addresses,
                 public: started.public,
                 peer_streams: PeerStreams::new(config.max_streams_per_peer),
+                peers: started.peers,
                 _stop: stop.drop_guard(),
             }),
         })
@@ -182,6 +188,16 @@ impl NodeHandle {
 
     pub fn peer_streams(&self) -> &PeerStreams {
         &self.inner.peer_streams
+    }
+
+    /// What the node knows of other peers (presence).
+    pub fn peers(&self) -> &PeerTable {
+        &self.inner.peers
+    }
+
+    /// Tells connected peers that the protocols this node accepts changed.
+    pub fn announce_protocols(&self) {
+        let _ = self.inner.commands.try_send(Command::AnnounceProtocols);
     }
 
     /// Dials `target` unless connected, then opens a stream on `protocol`.

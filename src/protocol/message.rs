@@ -56,22 +56,71 @@ pub enum ClientMsg {
     Data { id: ConnId, data: Bytes },
     /// Open a stream to `peer` (base58 peer id or `/addrs/…` connect string).
     Connect { frames: bool, relay: Relay, protocol: String, peer: String },
+    /// Extension: subscribe to (or leave) presence events.
+    Presence { on: bool },
 }
 
 /// A message from the daemon to the browser.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ServerMsg {
-    Hello { started: bool, version: String },
-    Identify { public: bool, peer_id: String, addresses: String, key: String },
-    ListenerConnection { id: ConnId, peer_id: String, protocol: String },
-    ConnectionClosed { id: ConnId, reason: String },
-    Data { id: ConnId, data: Bytes },
-    ListenRefused { protocol: String },
-    ListenerClosed { protocol: String },
-    PeerConnection { id: ConnId, peer_id: String, protocol: String },
-    PeerConnectionRefused { peer_id: String, protocol: String, error: String },
-    ProtocolError { msg: String },
-    Listening { protocol: String },
+    Hello {
+        started: bool,
+        version: String,
+    },
+    Identify {
+        public: bool,
+        peer_id: String,
+        addresses: String,
+        key: String,
+    },
+    ListenerConnection {
+        id: ConnId,
+        peer_id: String,
+        protocol: String,
+    },
+    ConnectionClosed {
+        id: ConnId,
+        reason: String,
+    },
+    Data {
+        id: ConnId,
+        data: Bytes,
+    },
+    ListenRefused {
+        protocol: String,
+    },
+    ListenerClosed {
+        protocol: String,
+    },
+    PeerConnection {
+        id: ConnId,
+        peer_id: String,
+        protocol: String,
+    },
+    PeerConnectionRefused {
+        peer_id: String,
+        protocol: String,
+        error: String,
+    },
+    ProtocolError {
+        msg: String,
+    },
+    Listening {
+        protocol: String,
+    },
+    /// Extension: a peer's connection state and what is known of it (INFO is JSON).
+    Peer {
+        state: u8,
+        peer_id: String,
+        info: String,
+    },
+    /// Extension: a session of this daemon started or stopped listening on `protocol`.
+    LocalListener {
+        up: bool,
+        protocol: String,
+    },
+    /// Extension: the presence state has been sent; changes follow.
+    PresenceReady,
 }
 
 /// Message type bytes, client to server.
@@ -82,6 +131,8 @@ pub mod client_type {
     pub const CLOSE: u8 = 3;
     pub const DATA: u8 = 4;
     pub const CONNECT: u8 = 5;
+    /// Extension (presence).
+    pub const PRESENCE: u8 = 6;
 }
 
 /// Message type bytes, server to client.
@@ -97,6 +148,12 @@ pub mod server_type {
     pub const PEER_CONNECTION_REFUSED: u8 = 8;
     pub const PROTOCOL_ERROR: u8 = 9;
     pub const LISTENING: u8 = 10;
+    /// Extension (presence).
+    pub const PEER: u8 = 11;
+    /// Extension (presence).
+    pub const LOCAL_LISTENER: u8 = 12;
+    /// Extension (presence).
+    pub const PRESENCE_READY: u8 = 13;
 }
 
 /// Bytes in front of the payload of a Data message: type and ID.
@@ -192,6 +249,9 @@ impl ClientMsg {
                 Ok(Self::Data { id, data: bytes.slice(DATA_HEADER_LEN..) })
             }
             client_type::CONNECT => decode_connect(body),
+            client_type::PRESENCE => {
+                Ok(Self::Presence { on: Reader::new("Presence", body).flag("ON")? })
+            }
             other => Err(DecodeError::UnknownType(other)),
         }
     }
@@ -243,6 +303,10 @@ impl ClientMsg {
                     }
                 }
                 out.put_slice(peer.as_bytes());
+            }
+            Self::Presence { on } => {
+                out.put_u8(client_type::PRESENCE);
+                out.put_u8(u8::from(*on));
             }
         }
         out.freeze()
@@ -392,6 +456,18 @@ impl ServerMsg {
                 out.put_u8(server_type::LISTENING);
                 out.put_slice(protocol.as_bytes());
             }
+            Self::Peer { state, peer_id, info } => {
+                out.put_u8(server_type::PEER);
+                out.put_u8(*state);
+                put_str(&mut out, peer_id);
+                out.put_slice(info.as_bytes());
+            }
+            Self::LocalListener { up, protocol } => {
+                out.put_u8(server_type::LOCAL_LISTENER);
+                out.put_u8(u8::from(*up));
+                out.put_slice(protocol.as_bytes());
+            }
+            Self::PresenceReady => out.put_u8(server_type::PRESENCE_READY),
         }
         out.freeze()
     }
@@ -416,6 +492,9 @@ impl ServerMsg {
                 2 + peer_id.len() + 2 + protocol.len() + error.len()
             }
             Self::ProtocolError { msg } => msg.len(),
+            Self::Peer { peer_id, info, .. } => 1 + 2 + peer_id.len() + info.len(),
+            Self::LocalListener { protocol, .. } => 1 + protocol.len(),
+            Self::PresenceReady => 0,
         }
     }
 
@@ -477,6 +556,16 @@ impl ServerMsg {
             server_type::PROTOCOL_ERROR => {
                 Self::ProtocolError { msg: Reader::new("Protocol Error", body).rest_str("MSG")? }
             }
+            server_type::PEER => {
+                let mut r = Reader::new("Peer", body);
+                let state = r.take("STATE", 1)?[0];
+                Self::Peer { state, peer_id: r.str("PEERID")?, info: r.rest_str("INFO")? }
+            }
+            server_type::LOCAL_LISTENER => {
+                let mut r = Reader::new("Local Listener", body);
+                Self::LocalListener { up: r.flag("UP")?, protocol: r.rest_str("PROTOCOL")? }
+            }
+            server_type::PRESENCE_READY => Self::PresenceReady,
             server_type::LISTENING => {
                 Self::Listening { protocol: Reader::new("Listening", body).rest_str("PROTOCOL")? }
             }
@@ -514,6 +603,7 @@ mod tests {
             (any::<bool>(), protocol)
                 .prop_map(|(retain, protocol)| ClientMsg::Stop { retain, protocol }),
             any::<u64>().prop_map(|id| ClientMsg::Close { id }),
+            any::<bool>().prop_map(|on| ClientMsg::Presence { on }),
             (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..200))
                 .prop_map(|(id, d)| ClientMsg::Data { id, data: Bytes::from(d) }),
             (any::<bool>(), relay, protocol, "\\PC{0,80}").prop_map(
@@ -549,6 +639,14 @@ mod tests {
             }),
             text.prop_map(|msg| ServerMsg::ProtocolError { msg }),
             text.prop_map(|protocol| ServerMsg::Listening { protocol }),
+            (any::<u8>(), text, text).prop_map(|(state, peer_id, info)| ServerMsg::Peer {
+                state,
+                peer_id,
+                info
+            }),
+            (any::<bool>(), text)
+                .prop_map(|(up, protocol)| ServerMsg::LocalListener { up, protocol }),
+            Just(ServerMsg::PresenceReady),
         ]
     }
 

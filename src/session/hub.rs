@@ -10,7 +10,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 
 use super::pump::BoxIo;
 
@@ -19,10 +19,27 @@ pub const LOCAL_PIPE_BUFFER: usize = 256 * 1024;
 /// In-process joins waiting for their listener's session to take them.
 pub const LOCAL_ACCEPT_QUEUE: usize = 64;
 
+/// Listener changes buffered per presence subscriber before it must resync.
+const EVENT_BUFFER: usize = 1024;
+
+/// A session of this daemon started (`up`) or stopped listening on `protocol`.
+#[derive(Debug, Clone)]
+pub struct ListenerEvent {
+    pub protocol: String,
+    pub up: bool,
+}
+
 /// The daemon-wide registry of listened protocols.
-#[derive(Default, Clone)]
+#[derive(Clone)]
 pub struct Hub {
     listeners: Arc<Mutex<HashMap<String, Registration>>>,
+    events: broadcast::Sender<ListenerEvent>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Self { listeners: Arc::default(), events: broadcast::channel(EVENT_BUFFER).0 }
+    }
 }
 
 struct Registration {
@@ -48,6 +65,7 @@ impl Hub {
         }
         let (local, rx) = mpsc::channel(LOCAL_ACCEPT_QUEUE);
         listeners.insert(protocol.to_string(), Registration { session, local });
+        let _ = self.events.send(ListenerEvent { protocol: protocol.into(), up: true });
         Some(rx)
     }
 
@@ -56,7 +74,20 @@ impl Hub {
         let mut listeners = self.lock();
         if listeners.get(protocol).is_some_and(|r| r.session == session) {
             listeners.remove(protocol);
+            let _ = self.events.send(ListenerEvent { protocol: protocol.into(), up: false });
         }
+    }
+
+    /// Every protocol some session listens on, sorted.
+    pub fn protocols(&self) -> Vec<String> {
+        let mut protocols: Vec<String> = self.lock().keys().cloned().collect();
+        protocols.sort();
+        protocols
+    }
+
+    /// Listener changes from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<ListenerEvent> {
+        self.events.subscribe()
     }
 
     /// Number of protocols listened on, daemon-wide.

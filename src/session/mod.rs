@@ -24,7 +24,7 @@ use bytes::Bytes;
 use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
 use libp2p::{PeerId, StreamProtocol};
 use tokio::{
-    sync::{mpsc, watch},
+    sync::{broadcast, mpsc, watch},
     task::{JoinHandle, JoinSet},
 };
 use tokio_util::{
@@ -32,14 +32,14 @@ use tokio_util::{
 };
 use tracing::Instrument as _;
 
-pub use hub::Hub;
+pub use hub::{Hub, ListenerEvent};
 use pump::{
     BoxIo, ClosedFlag, Outbound, OutboundBudget, PumpEvent, ReadPump, WriteBudget, WritePump,
 };
 
 use crate::{
     config::Limits,
-    node::{NodeHandle, NodeKey, NodeSlot, PeerStreams, StreamSlot},
+    node::{NodeHandle, NodeKey, NodeSlot, PeerEvent, PeerStreams, StreamSlot},
     protocol::{validate_protocol, ClientMsg, ConnId, ConnectTarget, Relay, ServerMsg},
 };
 
@@ -238,6 +238,14 @@ struct Session {
     budget: Arc<WriteBudget>,
     /// Data that did not fit its stream's queue; the WebSocket is not read until it does.
     blocked: Option<(ConnId, Bytes)>,
+    /// Presence subscription (extension): listener changes, and peer changes once the
+    /// node runs.
+    presence: Option<Presence>,
+}
+
+struct Presence {
+    listeners: broadcast::Receiver<ListenerEvent>,
+    peers: Option<broadcast::Receiver<PeerEvent>>,
 }
 
 impl Session {
@@ -264,6 +272,7 @@ impl Session {
             next_generation: 0,
             budget,
             blocked: None,
+            presence: None,
         }
     }
 
@@ -306,8 +315,20 @@ impl Session {
                     if node.is_some() {
                         self.node = node;
                         self.send_identify().await;
+                        if self.presence.is_some() {
+                            self.send_peers().await;
+                        }
                     }
                 }
+                event = next_presence(self.presence.as_mut()) => match event {
+                    PresenceEvent::Listener(Ok(ListenerEvent { protocol, up })) => {
+                        self.send(ServerMsg::LocalListener { up, protocol }).await;
+                    }
+                    PresenceEvent::Peer(Ok(event)) => self.send(peer_msg(event)).await,
+                    // Fell behind: send the whole state again.
+                    PresenceEvent::Listener(Err(_)) => self.send_listeners().await,
+                    PresenceEvent::Peer(Err(_)) => self.send_peers().await,
+                },
                 _ = budget.drained.notified(), if paused => self.retry_blocked(),
                 _ = keepalive.tick() => {
                     if paused {
@@ -383,6 +404,32 @@ impl Session {
             ClientMsg::Connect { frames, relay, protocol, peer } => {
                 self.on_connect(frames, relay, protocol, peer).await
             }
+            ClientMsg::Presence { on: false } => self.presence = None,
+            ClientMsg::Presence { on: true } => {
+                self.presence =
+                    Some(Presence { listeners: self.shared.hub.subscribe(), peers: None });
+                self.send_peers().await;
+                self.send_listeners().await;
+                self.send(ServerMsg::PresenceReady).await;
+            }
+        }
+    }
+
+    /// (Re)subscribes to the node's peer changes and sends every known peer.
+    async fn send_peers(&mut self) {
+        let (Some(node), Some(presence)) = (&self.node, &mut self.presence) else { return };
+        presence.peers = Some(node.peers().subscribe());
+        for row in node.peers().snapshot() {
+            self.send(peer_msg(row)).await;
+        }
+    }
+
+    /// (Re)subscribes to listener changes and sends every listened protocol.
+    async fn send_listeners(&mut self) {
+        let Some(presence) = &mut self.presence else { return };
+        presence.listeners = self.shared.hub.subscribe();
+        for protocol in self.shared.hub.protocols() {
+            self.send(ServerMsg::LocalListener { up: true, protocol }).await;
         }
     }
 
@@ -468,6 +515,7 @@ impl Session {
         let accept = AbortOnDropHandle::new(tokio::spawn(accept.in_current_span()));
         self.listeners
             .insert(protocol.to_string(), Listener { frames, generation, _accept: accept });
+        node.announce_protocols();
         Ok(())
     }
 
@@ -475,6 +523,9 @@ impl Session {
         let stopped = self.listeners.remove(&protocol);
         if stopped.is_some() {
             self.shared.hub.unregister(&protocol, self.id);
+            if let Some(node) = &self.node {
+                node.announce_protocols();
+            }
         }
         if let (false, Some(stopped)) = (retain, stopped) {
             let this = Some((protocol.clone(), stopped.generation));
@@ -729,6 +780,34 @@ impl Session {
             conn.writer.abort();
         }
         self.connects.abort_all();
+    }
+}
+
+enum PresenceEvent {
+    Listener(Result<ListenerEvent, broadcast::error::RecvError>),
+    Peer(Result<PeerEvent, broadcast::error::RecvError>),
+}
+
+/// The next presence change, or never without a subscription.
+async fn next_presence(presence: Option<&mut Presence>) -> PresenceEvent {
+    let Some(presence) = presence else { return std::future::pending().await };
+    let peers = async {
+        match presence.peers.as_mut() {
+            Some(peers) => peers.recv().await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        event = presence.listeners.recv() => PresenceEvent::Listener(event),
+        event = peers => PresenceEvent::Peer(event),
+    }
+}
+
+fn peer_msg(event: PeerEvent) -> ServerMsg {
+    ServerMsg::Peer {
+        state: event.state as u8,
+        peer_id: event.peer.to_base58(),
+        info: serde_json::to_string(&event.info).expect("plain data serializes"),
     }
 }
 
