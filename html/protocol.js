@@ -12,7 +12,8 @@
 //      parseConnectString).
 //   2. The promise API: `const gw = await Gateway.connect()`, then
 //      `gw.listen()`, `gw.connect()`, `Connection` objects with events and
-//      async iteration.
+//      async iteration; and the presence extension: `await gw.subscribe()`,
+//      `gw.peers()`, `gw.localListeners()`, `gw.findProtocols(prefix)`.
 //   3. The callback API of the original Go project's protocol.js
 //      (`import libp2p from './protocol.js'; libp2p.startProtocol(url, handler)`),
 //      kept so pages written for it run unchanged.
@@ -31,9 +32,14 @@ export const ClientType = Object.freeze({
     Close: 3,
     Data: 4,
     Connect: 5,
+    /** The presence extension (PROTOCOL.md): `[ON:1]`, 1 subscribes, 0 unsubscribes. */
+    Presence: 6,
 });
 
-/** Server-to-client message types (byte 0). Types from 11 on are future extensions. */
+/**
+ * Server-to-client message types (byte 0). 11 to 13 belong to the presence extension,
+ * sent only to a session that subscribed; types from 14 on are future extensions.
+ */
 export const ServerType = Object.freeze({
     Hello: 0,
     Identify: 1,
@@ -46,7 +52,31 @@ export const ServerType = Object.freeze({
     PeerConnectionRefused: 8,
     ProtocolError: 9,
     Listening: 10,
+    Peer: 11,
+    LocalListener: 12,
+    PresenceReady: 13,
+    PresenceResync: 14,
 });
+
+/**
+ * The STATE byte of a Peer message, by name (the states of ssb-conn-hub). `updated`
+ * means "still connected, its info changed"; 3 is reserved for `disconnecting`.
+ */
+export const PeerState = Object.freeze({
+    disconnected: 0,
+    connecting: 1,
+    connected: 2,
+    disconnecting: 3,
+    failed: 4,
+    updated: 5,
+});
+
+const PEER_STATE_NAMES = Object.keys(PeerState);
+
+/** The name of a Peer STATE byte (`'connected'`, ...), or `'unknown'` for a value past 5. */
+export function peerStateName(state) {
+    return PEER_STATE_NAMES[state] ?? 'unknown';
+}
 
 /** Where a page keeps its node's private key between visits (localStorage). */
 export const KEY_STORAGE_NAME = 'libp2p-websocket-key';
@@ -191,6 +221,7 @@ class Reader {
  *   {type: 'Close', id}                          id: BigInt (or integer number/string)
  *   {type: 'Data', id, data}                     data: Uint8Array, ArrayBuffer or string
  *   {type: 'Connect', frames, relay, protocol, peer}   relay: boolean or relay peer id
+ *   {type: 'Presence', on}                       on: true subscribes, false unsubscribes
  */
 export function encodeClientMessage(msg) {
     switch (msg?.type) {
@@ -213,6 +244,8 @@ export function encodeClientMessage(msg) {
             }
             return w.rest(msg.peer).finish();
         }
+        case 'Presence':
+            return new Writer(ClientType.Presence).flag(msg.on).finish();
         default:
             throw new TypeError(`unknown client message type ${JSON.stringify(msg?.type)}`);
     }
@@ -261,6 +294,8 @@ export function decodeClientMessage(bytes) {
         }
         case ClientType.Connect:
             return decodeConnect(b);
+        case ClientType.Presence:
+            return { type: 'Presence', on: new Reader(b, 'Presence').flag('ON') };
         default:
             throw new Error(`unknown message type ${type}`);
     }
@@ -309,6 +344,9 @@ function decodeConnect(b) {
  *   {type: 'ListenRefused' | 'ListenerClosed' | 'Listening', protocol}
  *   {type: 'PeerConnectionRefused', peerID, protocol, error}
  *   {type: 'ProtocolError', msg}
+ *   {type: 'Peer', state, peerID, info}     state: 0..255 (see PeerState); info: JSON text or an object
+ *   {type: 'LocalListener', up, protocol}
+ *   {type: 'PresenceReady'}
  */
 export function encodeServerMessage(msg) {
     if (typeof msg?.type !== 'string' || !Object.hasOwn(ServerType, msg.type)) {
@@ -337,6 +375,19 @@ export function encodeServerMessage(msg) {
             return w.str(msg.peerID, 'PEERID').str(msg.protocol, 'PROTOCOL').rest(msg.error ?? '').finish();
         case 'ProtocolError':
             return w.rest(msg.msg ?? '').finish();
+        case 'Peer': {
+            const state = Number(msg.state);
+            if (!Number.isInteger(state) || state < 0 || state > 255) {
+                throw new RangeError(`Peer STATE must be an integer 0..255, got ${String(msg.state)}`);
+            }
+            const info = typeof msg.info === 'string' ? msg.info : JSON.stringify(msg.info ?? {});
+            return w.bytes(Uint8Array.of(state)).str(msg.peerID, 'PEERID').rest(info).finish();
+        }
+        case 'LocalListener':
+            return w.flag(msg.up).rest(msg.protocol).finish();
+        case 'PresenceReady':
+        case 'PresenceResync':
+            return w.finish();
     }
     throw new TypeError(`unknown server message type ${msg.type}`);
 }
@@ -344,8 +395,9 @@ export function encodeServerMessage(msg) {
 /**
  * Decodes one server message. Throws an Error on an empty or truncated message or
  * invalid UTF-8 in a text field; ignores trailing bytes it does not expect. A type
- * this library does not know (11 and up, future extensions) decodes to
- * `{type: 'Unknown', code, body}` so callers can skip it.
+ * this library does not know (14 and up, future extensions) decodes to
+ * `{type: 'Unknown', code, body}` so callers can skip it. A Peer message's `info` is
+ * the JSON text as sent (parse it with parsePeerInfo), its `state` the STATE byte.
  */
 export function decodeServerMessage(bytes) {
     const b = toBytes(bytes);
@@ -390,6 +442,19 @@ export function decodeServerMessage(bytes) {
         }
         case ServerType.ProtocolError:
             return { type: 'ProtocolError', msg: r.restText('MSG') };
+        case ServerType.Peer: {
+            const state = r.take(1, 'STATE')[0];
+            const peerID = r.str('PEERID');
+            return { type: 'Peer', state, peerID, info: r.restText('INFO') };
+        }
+        case ServerType.LocalListener: {
+            const up = r.flag('UP', false);
+            return { type: 'LocalListener', up, protocol: r.restText('PROTOCOL') };
+        }
+        case ServerType.PresenceReady:
+            return { type: 'PresenceReady' };
+        case ServerType.PresenceResync:
+            return { type: 'PresenceResync' };
     }
     /* c8 ignore next */
     throw new Error(`unknown message type ${code}`);
@@ -609,6 +674,48 @@ function parseAddresses(json) {
     }
 }
 
+/**
+ * Reads the INFO of a Peer message (JSON text, or an already parsed object):
+ * `{addrs, protocols, relayed, agent}` with only the fields that are present and of the
+ * right type (arrays keep only their strings). Returns null when INFO is not a JSON
+ * object (e.g. empty).
+ */
+export function parsePeerInfo(info) {
+    let obj = info;
+    if (typeof info === 'string') {
+        try {
+            obj = JSON.parse(info);
+        } catch {
+            return null;
+        }
+    }
+    if (obj === null || typeof obj !== 'object' || Array.isArray(obj)) return null;
+    const out = {};
+    const strings = (a) => a.filter((x) => typeof x === 'string');
+    if (Array.isArray(obj.addrs)) out.addrs = strings(obj.addrs);
+    if (Array.isArray(obj.protocols)) out.protocols = strings(obj.protocols);
+    if (typeof obj.relayed === 'boolean') out.relayed = obj.relayed;
+    if (typeof obj.agent === 'string') out.agent = obj.agent;
+    return out;
+}
+
+function copyPeer(entry) {
+    return {
+        peerID: entry.peerID,
+        state: entry.state,
+        addrs: [...entry.addrs],
+        protocols: [...entry.protocols],
+        relayed: entry.relayed,
+        agent: entry.agent,
+    };
+}
+
+// The text of a Protocol Error that answers a Presence: a daemon without the extension
+// says "unknown message type 6", one with it names the message ("Presence: ...").
+function isPresenceError(text) {
+    return /^Presence\b|unknown message type 6\b/.test(text);
+}
+
 // ------------------------------------------------------------------ promise API
 
 const kSend = Symbol('send');
@@ -816,6 +923,15 @@ export class Connection extends EventTarget {
  * addresses, public, key}), `error` (detail: a Protocol Error text from the daemon),
  * `listenerclosed` (detail: protocol, when the daemon closes a listener unasked),
  * `close` (detail: {code, reason}: the WebSocket closed; every connection closed too).
+ *
+ * Presence (after `await gw.subscribe()`, see PROTOCOL.md "Extension: presence"): the
+ * gateway keeps a table of the peers the node knows and of the protocols the daemon's
+ * sessions listen on. `gw.peers()`, `gw.getState(peerID)`, `gw.localListeners()`,
+ * `gw.findProtocols(prefix)` read it. Events: `peer` (detail: the peer's entry, see
+ * peers(), plus `change`: the state name the daemon sent, 'updated' included, or
+ * 'forgotten' when a new subscription's state no longer lists the peer), `listener`
+ * (detail: {protocol, up}), and `presence` after any change (detail: {kind: 'peer' |
+ * 'listener' | 'ready' | 'unsubscribed' | 'closed', ...}).
  */
 export class Gateway extends EventTarget {
     #ws;
@@ -827,6 +943,13 @@ export class Gateway extends EventTarget {
     #pendingConnects = []; // [{peer, peerID, protocol, resolve, reject}], oldest first
     #ready;
     #identified = false;
+    #presence = {
+        subscribed: false, // a Presence ON went out, and no OFF since
+        pending: [], // subscribe() calls waiting for their Presence Ready, oldest first
+        snapshot: null, // {peers, listeners}: what the oldest pending subscription listed so far
+        peers: new Map(), // peerID -> {peerID, state, addrs, protocols, relayed, agent}
+        listeners: new Set(), // protocols some session of the daemon listens on
+    };
 
     /**
      * Opens a WebSocket to the daemon and waits until it identified its node.
@@ -932,6 +1055,175 @@ export class Gateway extends EventTarget {
                 reject(err);
             }
         });
+    }
+
+    // ---------------------------------------------------------------- presence
+
+    /**
+     * Subscribes to presence: the daemon sends its current state (every peer it knows,
+     * every protocol its sessions listen on), then keeps the gateway up to date.
+     * Resolves when that state is complete (Presence Ready) with {peers, listeners}
+     * (as peers() and localListeners() give them); rejects when the daemon does not
+     * support the extension or the gateway closes. Subscribing again refreshes the
+     * whole state (peers the daemon no longer lists are forgotten).
+     */
+    subscribe() {
+        return new Promise((resolve, reject) => {
+            const p = this.#presence;
+            try {
+                this[kSend]({ type: 'Presence', on: true });
+            } catch (err) {
+                reject(err);
+                return;
+            }
+            p.subscribed = true;
+            if (p.pending.length === 0) p.snapshot = { peers: new Set(), listeners: new Set() };
+            p.pending.push({ resolve, reject });
+        });
+    }
+
+    /**
+     * Unsubscribes: the daemon stops sending presence. The tables are cleared (they
+     * would go stale); a subscribe() still waiting rejects.
+     */
+    unsubscribe() {
+        const p = this.#presence;
+        this[kSend]({ type: 'Presence', on: false });
+        const waiting = p.pending;
+        this.#resetPresence();
+        for (const entry of waiting) entry.reject(new Error('unsubscribed'));
+        fire(this, 'presence', { kind: 'unsubscribed' });
+    }
+
+    /** True between subscribe() and unsubscribe() (or the end of the gateway). */
+    get subscribed() {
+        return this.#presence.subscribed;
+    }
+
+    /**
+     * The peers the node knows, each `{peerID, state, addrs, protocols, relayed,
+     * agent}`: state is 'disconnected', 'connecting', 'connected', 'disconnecting' or
+     * 'failed' (an 'updated' peer is 'connected' with fresh info); addrs and protocols
+     * are arrays of strings, relayed a boolean, agent a string. A field a message left
+     * out keeps its last known value. Copies: changing them changes nothing.
+     */
+    peers() {
+        return [...this.#presence.peers.values()].map(copyPeer);
+    }
+
+    /** The state of one peer (see peers()), or undefined when the node does not know it. */
+    getState(peerID) {
+        return this.#presence.peers.get(peerID)?.state;
+    }
+
+    /** The protocols some session of this daemon listens on (this one's included). */
+    localListeners() {
+        return [...this.#presence.listeners];
+    }
+
+    /**
+     * Every protocol starting with `prefix` that can be reached from here:
+     * `[{peerID, protocol, local}]`. Local listeners come first (local: true, peerID:
+     * this node's own id, which the daemon joins in-process), then the protocols of
+     * connected peers (local: false); with {all: true}, of every peer the node knows.
+     */
+    findProtocols(prefix = '', { all = false } = {}) {
+        const found = [];
+        const seen = new Set();
+        const add = (peerID, protocol, local) => {
+            const key = `${peerID}\n${protocol}`;
+            if (seen.has(key) || !protocol.startsWith(prefix)) return;
+            seen.add(key);
+            found.push({ peerID, protocol, local });
+        };
+        for (const protocol of this.#presence.listeners) add(this.peerID, protocol, true);
+        for (const peer of this.#presence.peers.values()) {
+            if (peer.peerID === this.peerID || (!all && peer.state !== 'connected')) continue;
+            for (const protocol of peer.protocols) add(peer.peerID, protocol, false);
+        }
+        return found;
+    }
+
+    #resetPresence() {
+        const p = this.#presence;
+        p.subscribed = false;
+        p.pending = [];
+        p.snapshot = null;
+        p.peers.clear();
+        p.listeners.clear();
+    }
+
+    #onPeer(m) {
+        const p = this.#presence;
+        if (!p.subscribed) return;
+        const change = peerStateName(m.state);
+        let entry = p.peers.get(m.peerID);
+        if (!entry) {
+            entry = { peerID: m.peerID, state: 'disconnected', addrs: [], protocols: [], relayed: false, agent: '' };
+            p.peers.set(m.peerID, entry);
+        }
+        const info = parsePeerInfo(m.info);
+        if (info) Object.assign(entry, info);
+        if (change === 'updated') entry.state = 'connected';
+        else if (change !== 'unknown') entry.state = change;
+        p.snapshot?.peers.add(m.peerID);
+        fire(this, 'peer', { ...copyPeer(entry), change });
+        fire(this, 'presence', { kind: 'peer', peerID: m.peerID, change });
+    }
+
+    #onLocalListener(m) {
+        const p = this.#presence;
+        if (!p.subscribed) return;
+        if (m.up) {
+            p.listeners.add(m.protocol);
+            p.snapshot?.listeners.add(m.protocol);
+        } else {
+            p.listeners.delete(m.protocol);
+            p.snapshot?.listeners.delete(m.protocol);
+        }
+        fire(this, 'listener', { protocol: m.protocol, up: m.up });
+        fire(this, 'presence', { kind: 'listener', protocol: m.protocol, up: m.up });
+    }
+
+    // The daemon fell behind and sends the whole state again, then Presence Ready: the
+    // next Ready is this resync's, and what the state leaves out is gone.
+    #onPresenceResync() {
+        const p = this.#presence;
+        if (!p.subscribed) return;
+        p.snapshot = { peers: new Set(), listeners: new Set() };
+        p.pending.unshift({ resolve() {}, reject() {} });
+    }
+
+    #onPresenceReady() {
+        const p = this.#presence;
+        const entry = p.pending.shift();
+        if (!entry) return; // not asked for (or after unsubscribe): nothing to complete
+        const snapshot = p.snapshot;
+        p.snapshot = p.pending.length > 0 ? { peers: new Set(), listeners: new Set() } : null;
+        if (snapshot) {
+            // The state the daemon just sent is complete: what it left out is gone.
+            for (const [peerID, peer] of [...p.peers]) {
+                if (snapshot.peers.has(peerID)) continue;
+                p.peers.delete(peerID);
+                fire(this, 'peer', { ...copyPeer(peer), state: 'disconnected', change: 'forgotten' });
+            }
+            for (const protocol of [...p.listeners]) {
+                if (snapshot.listeners.has(protocol)) continue;
+                p.listeners.delete(protocol);
+                fire(this, 'listener', { protocol, up: false });
+            }
+        }
+        entry.resolve({ peers: this.peers(), listeners: this.localListeners() });
+        fire(this, 'presence', { kind: 'ready' });
+    }
+
+    #onPresenceError(text) {
+        const p = this.#presence;
+        const entry = p.pending.shift();
+        if (!entry) return;
+        p.snapshot = p.pending.length > 0 ? { peers: new Set(), listeners: new Set() } : null;
+        if (p.pending.length === 0) this.#resetPresence();
+        entry.reject(new Error(`presence is not available: ${text}`));
     }
 
     /** Closes the WebSocket; the daemon then closes every listener and stream of it. */
@@ -1080,7 +1372,20 @@ export class Gateway extends EventTarget {
             }
             case 'ProtocolError':
                 if (!this.#identified) this.#ready.reject(new Error(m.msg));
+                if (isPresenceError(m.msg)) this.#onPresenceError(m.msg);
                 fire(this, 'error', m.msg);
+                break;
+            case 'Peer':
+                this.#onPeer(m);
+                break;
+            case 'LocalListener':
+                this.#onLocalListener(m);
+                break;
+            case 'PresenceReady':
+                this.#onPresenceReady();
+                break;
+            case 'PresenceResync':
+                this.#onPresenceResync();
                 break;
             default:
                 break; // a newer daemon's message: ignore
@@ -1103,6 +1408,11 @@ export class Gateway extends EventTarget {
         this.#connections.clear();
         for (const conn of conns) conn[kClosed]('gateway closed');
         this.listening.clear();
+        const subscribers = this.#presence.pending;
+        const hadPresence = this.#presence.subscribed;
+        this.#resetPresence();
+        subscribers.forEach(fail);
+        if (hadPresence) fire(this, 'presence', { kind: 'closed' });
         fire(this, 'close', { code: event?.code, reason: event?.reason ?? '' });
     }
 }
@@ -1539,6 +1849,9 @@ const libp2p = {
     Connection,
     ClientType,
     ServerType,
+    PeerState,
+    peerStateName,
+    parsePeerInfo,
     KEY_STORAGE_NAME,
     encodeClientMessage,
     decodeClientMessage,

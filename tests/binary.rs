@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::*;
 use libp2p_websocket::protocol::ServerMsg;
 
@@ -106,4 +108,78 @@ fn version_and_help() {
         std::process::Command::new(bin).args(["-key", "not-a-key", "-nopeers"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("key"));
+}
+
+/// The daemon's resident memory now and at its peak, in KiB, from /proc.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// The byte at `offset` of the test stream.
+fn byte_at(offset: u64) -> u8 {
+    (offset.wrapping_mul(2654435761) >> 13) as u8
+}
+
+#[tokio::test]
+async fn a_gibibyte_at_a_browser_that_does_not_read_stays_within_bounded_memory() {
+    use futures::AsyncWriteExt as _;
+    const TOTAL: u64 = 1 << 30;
+    const BOUND_KIB: u64 = 64 * 1024; // seen here: ~26 MiB (debug build)
+    let dir = temp_dir("gib");
+    let daemon = Process::spawn(&["-nopeers", "-listen", "/ip4/127.0.0.1/tcp/0"], &dir);
+    let pid = daemon.child.id();
+    let mut client = Client::connect_url(&daemon.url()).await;
+    let id = client.handshake().await;
+    client.listen("/test/gib/1", false).await;
+    let addr = id.addresses[0].clone().with(libp2p::multiaddr::Protocol::P2p(id.peer_id));
+    let peer = TestPeer::dialing(Some(addr)).await;
+    let protocol = libp2p::StreamProtocol::new("/test/gib/1");
+    let mut stream =
+        within("open", peer.control.clone().open_stream(id.peer_id, protocol)).await.unwrap();
+    let sender = tokio::spawn(async move {
+        let mut chunk = vec![0u8; 1 << 20];
+        let mut offset = 0u64;
+        while offset < TOTAL {
+            for (i, b) in chunk.iter_mut().enumerate() {
+                *b = byte_at(offset + i as u64);
+            }
+            stream.write_all(&chunk).await.unwrap();
+            offset += chunk.len() as u64;
+        }
+        stream.close().await.unwrap();
+        peer // keep the peer (and its connection) until the end
+    });
+    // The browser does not read for 3 s.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (stalled_rss, _) = rss_kib(pid);
+    let (conn, _) = client.accepted().await;
+    let mut offset = 0u64;
+    let mut peak_sample = stalled_rss;
+    let started = std::time::Instant::now();
+    while offset < TOTAL {
+        let data = client.read_message(conn).await;
+        for (i, &b) in data.iter().enumerate() {
+            assert_eq!(b, byte_at(offset + i as u64), "byte {} differs", offset + i as u64);
+        }
+        offset += data.len() as u64;
+        if offset % (64 << 20) < data.len() as u64 {
+            peak_sample = peak_sample.max(rss_kib(pid).0);
+        }
+    }
+    assert_eq!(offset, TOTAL);
+    assert_eq!(client.expect_closed(conn).await, "closed by remote");
+    let (_, peak) = rss_kib(pid);
+    eprintln!(
+        "1 GiB through a paused browser: RSS while stalled {stalled_rss} KiB, peak {peak} KiB, \
+         read back in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(peak < BOUND_KIB, "daemon peak RSS {peak} KiB over the {BOUND_KIB} KiB bound");
+    within("sender", sender).await.unwrap();
+    assert!(daemon.terminate().success());
 }

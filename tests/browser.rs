@@ -8,6 +8,9 @@
 //! - `legacy.mjs`: a page written for the original's callback API
 //!   (`tests/browser/legacy/legacy.html`, served with `-files`) gets hello and ident,
 //!   listens, and accepts a connection from a page on another daemon.
+//! - `game.mjs`: the game example, three players on two daemons connected with
+//!   `-peer`: a game hosted on A is found through presence in the lobbies of a page on
+//!   A and a page on B (no connect string), both join, everyone's moves reach everyone.
 //!
 //! The first run installs what is missing: `apt-get install chromium` (as root) when
 //! `/usr/bin/chromium` is absent, and `npm ci` in `tests/browser/` (playwright-core
@@ -24,11 +27,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use daemon::{BinDaemon, Options};
+use daemon::{BinDaemon, Options, TempDir};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
-/// One script (it bounds itself to 60 s; this is the backstop).
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
+/// One script (each bounds itself to 100 s at most; this is the backstop).
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -153,4 +156,68 @@ fn a_page_for_the_original_callback_api_runs_unchanged() {
     let legacy = daemon(&["-files", "tests/browser/legacy", "-files", "html"]);
     let other = daemon(&[]);
     node_script("legacy.mjs", &[legacy.url(""), other.url("")]);
+}
+
+/// How long a daemon started with a key may take to log its peer id and address, and
+/// to connect to its `-peer`.
+const NODE_UP: Duration = Duration::from_secs(20);
+
+/// The peer id in a line like `... libp2p node started peer_id=12D3KooW... addresses=[...]`.
+fn peer_id_in(line: &str) -> Option<String> {
+    if !line.contains("libp2p node started") {
+        return None;
+    }
+    let at = line.find("peer_id=")? + "peer_id=".len();
+    let id: String = line[at..].chars().take_while(char::is_ascii_alphanumeric).collect();
+    (!id.is_empty()).then_some(id)
+}
+
+/// The first `/ip4/127.0.0.1/tcp/PORT` (PORT not 0) in a line that logs the node's
+/// addresses (`libp2p node started ... addresses=[...]` or `listening address=...`).
+fn tcp_address_in(line: &str) -> Option<String> {
+    const PREFIX: &str = "/ip4/127.0.0.1/tcp/";
+    if !(line.contains("libp2p node started") || line.contains("listening")) {
+        return None;
+    }
+    line.match_indices(PREFIX).find_map(|(at, _)| {
+        let digits: String =
+            line[at + PREFIX.len()..].chars().take_while(char::is_ascii_digit).collect();
+        let port: u16 = digits.parse().ok().filter(|p| *p != 0)?;
+        Some(format!("{PREFIX}{port}"))
+    })
+}
+
+#[test]
+fn game_lobby_finds_games_across_two_daemons_in_chromium() {
+    // A starts its node at launch (a key file), so its peer id and TCP address are in
+    // its log before any page opens; B dials it as its bootstrap peer.
+    let dir = TempDir::new("game");
+    let key_a = dir.path().join("a.key");
+    let key_b = dir.path().join("b.key");
+    let a = daemon(&["--key-file", key_a.to_str().unwrap()]);
+    let peer_a = a
+        .wait_for(NODE_UP, peer_id_in)
+        .unwrap_or_else(|| panic!("A did not log its peer id; it printed:\n{}", a.output()));
+    let addr_a = a
+        .wait_for(NODE_UP, tcp_address_in)
+        .unwrap_or_else(|| panic!("A did not log its TCP address; it printed:\n{}", a.output()));
+    let peer = format!("{addr_a}/p2p/{peer_a}");
+    let b = daemon(&["--key-file", key_b.to_str().unwrap(), "-peer", &peer]);
+    assert!(
+        b.wait_for_line(&["connected to bootstrap peer", &peer_a], NODE_UP).is_some(),
+        "B did not connect to A at {peer}; it printed:\n{}",
+        b.output()
+    );
+    node_script("game.mjs", &[a.url(""), b.url(""), peer_a]);
+    for shot in [
+        "game-lobby.png",
+        "game-host.png",
+        "game-guest-local.png",
+        "game-guest-remote.png",
+        "game-phone.png",
+    ] {
+        let path = root().join("target/browser").join(shot);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "screenshot {} is missing or empty", path.display());
+    }
 }

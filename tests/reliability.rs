@@ -159,3 +159,32 @@ async fn a_connection_stays_while_a_stream_uses_it() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn status_counts_return_to_zero() {
+    let a = Daemon::local().await;
+    let b = Daemon::local().await;
+    let idle = status(a.addr).await;
+    assert_eq!((idle["sessions"].as_u64(), idle["streams"].as_u64()), (Some(0), Some(0)));
+    assert!(idle["node"].is_null(), "not started yet");
+    let (mut ca, ia) = Client::started(&a).await;
+    let (mut cb, _) = Client::started(&b).await;
+    ca.listen("/test/status/1", true).await;
+    for _ in 0..3 {
+        cb.open(&ia.connect_string(), "/test/status/1", true).await;
+        ca.accepted().await;
+    }
+    let busy = status_until(a.addr, |s| s["streams"] == 3).await;
+    assert_eq!(busy["sessions"], 1);
+    assert_eq!(busy["listeners"], 1);
+    assert_eq!(busy["node"]["connections"], 1);
+    assert_eq!(busy["node"]["peer_id"], ia.peer_id.to_base58());
+    // B's browser vanishes mid-conversation: everything of it, and A's side, goes.
+    drop(cb);
+    status_until(a.addr, |s| s["streams"] == 0).await;
+    status_until(b.addr, |s| s["sessions"] == 0 && s["streams"] == 0).await;
+    drop(ca);
+    status_until(a.addr, |s| s["sessions"] == 0 && s["listeners"] == 0).await;
+    a.stop().await;
+    b.stop().await;
+}

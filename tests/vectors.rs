@@ -82,6 +82,7 @@ fn server_json(msg: &ServerMsg) -> Value {
             json!({"type": "LocalListener", "up": up, "protocol": protocol})
         }
         ServerMsg::PresenceReady => json!({"type": "PresenceReady"}),
+        ServerMsg::PresenceResync => json!({"type": "PresenceResync"}),
     }
 }
 

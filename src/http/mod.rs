@@ -35,6 +35,7 @@ pub struct AppState {
 pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/libp2p", get(upgrade))
+        .route("/status", get(status))
         .fallback(get(page).layer(CompressionLayer::new()))
         .layer(middleware::from_fn_with_state(state.clone(), guard_host))
         .with_state(state)
@@ -70,6 +71,27 @@ async fn upgrade(
         // tungstenite wants this above its write buffer (128 KiB by default).
         .max_write_buffer_size((4 * limits.max_message).max(1 << 20))
         .on_upgrade(move |socket| session::run(socket, state.shared.clone(), loopback, cancel))
+}
+
+/// What the daemon holds now, as JSON: for monitoring, and for the soak run to check
+/// that everything returns to zero.
+async fn status(State(state): State<AppState>) -> axum::Json<serde_json::Value> {
+    let shared = &state.shared;
+    let node = shared.node.current().map(|node| {
+        let (connections, known_peers) = node.peers().counts();
+        serde_json::json!({
+            "peer_id": node.peer_id().to_base58(),
+            "connections": connections,
+            "known_peers": known_peers,
+        })
+    });
+    axum::Json(serde_json::json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "sessions": shared.active_sessions(),
+        "streams": shared.active_streams(),
+        "listeners": shared.hub.listener_count(),
+        "node": node,
+    }))
 }
 
 async fn page(State(state): State<AppState>, uri: Uri, headers: HeaderMap) -> Response {

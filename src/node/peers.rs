@@ -97,6 +97,13 @@ impl PeerTable {
         rows
     }
 
+    /// Open connections, all peers together, and the number of peers known.
+    pub fn counts(&self) -> (usize, usize) {
+        let table = self.lock();
+        let connections = table.records.values().map(|r| r.direct + r.relayed).sum();
+        (connections, table.records.len())
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<PeerEvent> {
         self.events.subscribe()
     }

@@ -121,6 +121,8 @@ pub enum ServerMsg {
     },
     /// Extension: the presence state has been sent; changes follow.
     PresenceReady,
+    /// Extension: the session fell behind; the whole state follows, then Presence Ready.
+    PresenceResync,
 }
 
 /// Message type bytes, client to server.
@@ -154,6 +156,8 @@ pub mod server_type {
     pub const LOCAL_LISTENER: u8 = 12;
     /// Extension (presence).
     pub const PRESENCE_READY: u8 = 13;
+    /// Extension (presence).
+    pub const PRESENCE_RESYNC: u8 = 14;
 }
 
 /// Bytes in front of the payload of a Data message: type and ID.
@@ -468,6 +472,7 @@ impl ServerMsg {
                 out.put_slice(protocol.as_bytes());
             }
             Self::PresenceReady => out.put_u8(server_type::PRESENCE_READY),
+            Self::PresenceResync => out.put_u8(server_type::PRESENCE_RESYNC),
         }
         out.freeze()
     }
@@ -494,7 +499,7 @@ impl ServerMsg {
             Self::ProtocolError { msg } => msg.len(),
             Self::Peer { peer_id, info, .. } => 1 + 2 + peer_id.len() + info.len(),
             Self::LocalListener { protocol, .. } => 1 + protocol.len(),
-            Self::PresenceReady => 0,
+            Self::PresenceReady | Self::PresenceResync => 0,
         }
     }
 
@@ -566,6 +571,7 @@ impl ServerMsg {
                 Self::LocalListener { up: r.flag("UP")?, protocol: r.rest_str("PROTOCOL")? }
             }
             server_type::PRESENCE_READY => Self::PresenceReady,
+            server_type::PRESENCE_RESYNC => Self::PresenceResync,
             server_type::LISTENING => {
                 Self::Listening { protocol: Reader::new("Listening", body).rest_str("PROTOCOL")? }
             }
@@ -647,6 +653,7 @@ mod tests {
             (any::<bool>(), text)
                 .prop_map(|(up, protocol)| ServerMsg::LocalListener { up, protocol }),
             Just(ServerMsg::PresenceReady),
+            Just(ServerMsg::PresenceResync),
         ]
     }
 

@@ -63,6 +63,32 @@ pub struct Shared {
     pub limits: Limits,
     next_session: AtomicU64,
     active: AtomicUsize,
+    /// Streams whose pumps are still running, all sessions together.
+    streams: Gauge,
+}
+
+/// A count of live things, each holding a [`GaugeGuard`].
+#[derive(Clone, Default)]
+pub struct Gauge(Arc<AtomicUsize>);
+
+/// Counts one in its [`Gauge`] until dropped.
+pub struct GaugeGuard(Arc<AtomicUsize>);
+
+impl Gauge {
+    pub fn enter(&self) -> GaugeGuard {
+        self.0.fetch_add(1, Ordering::Relaxed);
+        GaugeGuard(self.0.clone())
+    }
+
+    pub fn get(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Shared {
@@ -73,7 +99,13 @@ impl Shared {
             limits,
             next_session: AtomicU64::new(0),
             active: AtomicUsize::new(0),
+            streams: Gauge::default(),
         }
+    }
+
+    /// Streams open now (their pumps still running), all sessions together.
+    pub fn active_streams(&self) -> usize {
+        self.streams.get()
     }
 
     /// Sessions open now.
@@ -326,8 +358,12 @@ impl Session {
                     }
                     PresenceEvent::Peer(Ok(event)) => self.send(peer_msg(event)).await,
                     // Fell behind: send the whole state again.
-                    PresenceEvent::Listener(Err(_)) => self.send_listeners().await,
-                    PresenceEvent::Peer(Err(_)) => self.send_peers().await,
+                    PresenceEvent::Listener(Err(_)) | PresenceEvent::Peer(Err(_)) => {
+                        self.send(ServerMsg::PresenceResync).await;
+                        self.send_peers().await;
+                        self.send_listeners().await;
+                        self.send(ServerMsg::PresenceReady).await;
+                    }
                 },
                 _ = budget.drained.notified(), if paused => self.retry_blocked(),
                 _ = keepalive.tick() => {
@@ -710,7 +746,8 @@ impl Session {
         let write =
             WritePump { id, frames, budget: self.budget.clone(), events: self.pump_tx.clone() };
         let reader = tokio::spawn(read.run(rd).in_current_span());
-        let writer = tokio::spawn(write.run(wr, queue_rx, slot).in_current_span());
+        let keep = (slot, self.shared.streams.enter());
+        let writer = tokio::spawn(write.run(wr, queue_rx, keep).in_current_span());
         self.conns.insert(id, Conn { listener, frames, queue, reader, writer, closed });
     }
 

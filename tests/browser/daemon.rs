@@ -143,6 +143,12 @@ impl BinDaemon {
         self.log.wait_for(timeout, |l| parts.iter().all(|p| l.contains(p)).then(|| l.to_string()))
     }
 
+    /// Waits up to `timeout` for the first line of its output for which `pick` returns
+    /// something.
+    pub fn wait_for<T>(&self, timeout: Duration, pick: impl Fn(&str) -> Option<T>) -> Option<T> {
+        self.log.wait_for(timeout, pick)
+    }
+
     /// Everything it printed so far.
     pub fn output(&self) -> String {
         self.log.text()

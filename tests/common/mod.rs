@@ -405,3 +405,37 @@ impl Client {
         }
     }
 }
+
+/// GET /status of a daemon at `addr`, as JSON.
+pub async fn status(addr: SocketAddr) -> serde_json::Value {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut tcp = within("connect", TcpStream::connect(addr)).await.unwrap();
+    let request = format!(
+        "GET /status HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
+        addr.port()
+    );
+    tcp.write_all(request.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    within("read /status", tcp.read_to_end(&mut response)).await.unwrap();
+    let text = String::from_utf8(response).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    serde_json::from_str(body).expect("JSON body")
+}
+
+/// Waits until the daemon's /status satisfies `done`, and returns it.
+pub async fn status_until(
+    addr: SocketAddr,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    within("status", async {
+        loop {
+            let now = status(addr).await;
+            if done(&now) {
+                return now;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+}

@@ -7,10 +7,13 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
 import {
+    PeerState,
     decodeClientMessage,
     decodeServerMessage,
     encodeClientMessage,
     encodeServerMessage,
+    parsePeerInfo,
+    peerStateName,
 } from '../../html/protocol.js';
 
 const vectors = JSON.parse(readFileSync(new URL('../vectors/messages.json', import.meta.url), 'utf8'));
@@ -41,7 +44,9 @@ test('the vectors file has every section', () => {
 
 test('every client message type and layout has a vector', () => {
     const seen = new Set(vectors.client.map((v) => `${v.msg.type}/${v.layout}`));
-    for (const type of ['Start', 'Listen', 'Stop', 'Close', 'Data', 'Connect']) assert.ok(seen.has(`${type}/client`), type);
+    for (const type of ['Start', 'Listen', 'Stop', 'Close', 'Data', 'Connect', 'Presence']) {
+        assert.ok(seen.has(`${type}/client`), type);
+    }
     for (const type of ['Start', 'Stop', 'Connect']) assert.ok(seen.has(`${type}/readme`), type);
 });
 
@@ -50,6 +55,7 @@ test('every server message type has a vector', () => {
     for (const type of [
         'Hello', 'Identify', 'ListenerConnection', 'ConnectionClosed', 'Data', 'ListenRefused',
         'ListenerClosed', 'PeerConnection', 'PeerConnectionRefused', 'ProtocolError', 'Listening',
+        'Peer', 'LocalListener', 'PresenceReady',
     ]) {
         assert.ok(seen.has(type), type);
     }
@@ -114,10 +120,62 @@ test('truncated server messages throw Errors naming the message', () => {
 });
 
 test('unknown server message types decode as Unknown', () => {
-    const m = decodeServerMessage(unhex('0b01'));
+    const m = decodeServerMessage(unhex('0f01'));
     assert.equal(m.type, 'Unknown');
-    assert.equal(m.code, 11);
+    assert.equal(m.code, 15);
     assert.deepEqual([...m.body], [1]);
+    assert.equal(decodeServerMessage(unhex('ff')).type, 'Unknown');
+});
+
+test('presence messages: truncation, flags and trailing bytes', () => {
+    assert.throws(() => decodeServerMessage(unhex('0b')), /^Error: Peer: message too short for STATE/);
+    assert.throws(() => decodeServerMessage(unhex('0b02')), /Peer: message too short for PEERID length/);
+    assert.throws(() => decodeServerMessage(unhex('0b020005414243')), /Peer: PEERID length 5 exceeds/);
+    assert.throws(() => decodeServerMessage(unhex('0b02000141ff')), /Peer: INFO is not valid UTF-8/);
+    assert.throws(() => decodeServerMessage(unhex('0c')), /Local Listener: message too short for UP/);
+    // an empty INFO is a message (the Gateway keeps the last info); any STATE byte decodes
+    assert.deepEqual(decodeServerMessage(unhex('0b09000141')), { type: 'Peer', state: 9, peerID: 'A', info: '' });
+    // server flags are read leniently, as Hello's and Identify's are
+    assert.deepEqual(decodeServerMessage(unhex('0c05' + hex(Buffer.from('/p')))), { type: 'LocalListener', up: true, protocol: '/p' });
+    assert.deepEqual(decodeServerMessage(unhex('0d' + 'ffff')), { type: 'PresenceReady' });
+    // the client's ON flag is strict, its trailing bytes ignored
+    assert.deepEqual(decodeClientMessage(unhex('0601ff')), { type: 'Presence', on: true });
+    assert.throws(() => decodeClientMessage(unhex('0602')), /Presence: ON flag must be 0 or 1, got 2/);
+    assert.throws(() => decodeClientMessage(unhex('06')), /Presence: message too short for ON/);
+    assert.equal(hex(encodeClientMessage({ type: 'Presence', on: 1 })), '0601');
+    assert.equal(hex(encodeClientMessage({ type: 'Presence' })), '0600');
+});
+
+test('Peer: INFO may be given as an object; STATE must be a byte', () => {
+    const bytesOf = encodeServerMessage({ type: 'Peer', state: PeerState.updated, peerID: 'P', info: { protocols: ['/x'] } });
+    assert.deepEqual(decodeServerMessage(bytesOf), { type: 'Peer', state: 5, peerID: 'P', info: '{"protocols":["/x"]}' });
+    assert.equal(hex(encodeServerMessage({ type: 'Peer', state: 0, peerID: '' })), '0b00' + '0000' + hex(Buffer.from('{}')));
+    for (const state of [-1, 256, 1.5, 'x', undefined]) {
+        assert.throws(() => encodeServerMessage({ type: 'Peer', state, peerID: 'P', info: '{}' }), RangeError, String(state));
+    }
+});
+
+test('peer state names', () => {
+    assert.deepEqual(
+        [0, 1, 2, 3, 4, 5, 6, 255].map(peerStateName),
+        ['disconnected', 'connecting', 'connected', 'disconnecting', 'failed', 'updated', 'unknown', 'unknown'],
+    );
+    assert.equal(PeerState.connected, 2);
+    assert.ok(Object.isFrozen(PeerState));
+});
+
+test('parsePeerInfo keeps the fields that are there and of the right type', () => {
+    const peer = vectors.server.find((v) => v.msg.type === 'Peer' && v.msg.state === 2);
+    const info = parsePeerInfo(peer.msg.info);
+    assert.deepEqual(Object.keys(info), ['addrs', 'protocols', 'relayed', 'agent']);
+    assert.ok(info.protocols.some((p) => p.startsWith('/libp2p-websocket/game/1.0.0/')));
+    assert.equal(info.relayed, false);
+    assert.deepEqual(parsePeerInfo('{"addrs":["/a",7,null],"protocols":"no","relayed":1,"agent":"x","more":true}'), {
+        addrs: ['/a'],
+        agent: 'x',
+    });
+    assert.deepEqual(parsePeerInfo({ relayed: true }), { relayed: true });
+    for (const bad of ['', 'null', '[]', '"text"', '{', 42, null, undefined]) assert.equal(parsePeerInfo(bad), null, String(bad));
 });
 
 test('encoders validate their input', () => {
@@ -177,7 +235,7 @@ test('fuzz: decoding random bytes yields a message or throws an Error', () => {
             // mostly small values and '/', so lengths and flags are often plausible
             bytes[j] = rand() < 0.5 ? small[Math.floor(rand() * small.length)] : Math.floor(rand() * 256);
         }
-        if (len > 0 && rand() < 0.8) bytes[0] = Math.floor(rand() * 13);
+        if (len > 0 && rand() < 0.8) bytes[0] = Math.floor(rand() * 15);
         for (const decode of [decodeClientMessage, decodeServerMessage]) {
             const r = decodeOrError(decode, bytes);
             if (r.msg) decoded++;
@@ -209,10 +267,10 @@ test('fuzz: decoded messages re-encode to messages that decode the same', () => 
         const len = 1 + Math.floor(rand() * 40);
         const bytes = new Uint8Array(len);
         for (let j = 0; j < len; j++) bytes[j] = rand() < 0.4 ? Math.floor(rand() * 3) : Math.floor(rand() * 128);
-        bytes[0] = Math.floor(rand() * 11);
+        bytes[0] = Math.floor(rand() * 14);
         const s = decodeOrError(decodeServerMessage, bytes);
         if (s.msg) assert.deepEqual(decodeServerMessage(encodeServerMessage(s.msg)), s.msg);
-        if (bytes[0] >= 1 && bytes[0] <= 4) {
+        if ((bytes[0] >= 1 && bytes[0] <= 4) || bytes[0] === 6) {
             const c = decodeOrError(decodeClientMessage, bytes);
             if (c.msg) assert.deepEqual(decodeClientMessage(encodeClientMessage(c.msg)), c.msg);
         }

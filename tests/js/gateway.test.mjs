@@ -47,6 +47,12 @@ class FakeDaemon {
         this.nextId = 0n;
         this.refuse = new Set(); // protocols Listen refuses
         this.peers = new Map([[PEER_B, new Set([CHAT, '/echo'])], [PEER_C, new Set([CHAT])]]);
+        // The presence extension: false plays a daemon without it. `known` is what a
+        // subscription lists first: peerID -> {state, info}; `local` the daemon's listeners.
+        this.presence = true;
+        this.known = new Map();
+        this.local = new Set();
+        this.subscribed = new Set(); // sockets that subscribed
         this.startedWithKey = null;
         const daemon = this;
         this.WebSocket = class FakeWebSocket extends EventTarget {
@@ -144,6 +150,15 @@ class FakeDaemon {
             }
             case 'Data': // the fake peers echo what they get, upper-cased
                 return this.send(ws, { type: 'Data', id: msg.id, data: bytes(text(msg.data).toUpperCase()) });
+            case 'Presence':
+                if (!this.presence) return this.send(ws, { type: 'ProtocolError', msg: 'unknown message type 6' });
+                if (!msg.on) return this.subscribed.delete(ws);
+                this.subscribed.add(ws);
+                for (const [peerID, { state, info }] of this.known) {
+                    this.send(ws, { type: 'Peer', state, peerID, info });
+                }
+                for (const protocol of this.local) this.send(ws, { type: 'LocalListener', up: true, protocol });
+                return this.send(ws, { type: 'PresenceReady' });
             default:
                 return undefined;
         }
@@ -434,7 +449,7 @@ test('Protocol Error becomes an error event; unknown message types are ignored',
     const errors = [];
     gw.addEventListener('error', (e) => errors.push(e.detail));
     daemon.send(ws, { type: 'ProtocolError', msg: 'Listen: FRAMES flag must be 0 or 1, got 7' });
-    daemon.send(ws, Uint8Array.of(11, 1)); // a future message type
+    daemon.send(ws, Uint8Array.of(14, 1)); // a future message type
     daemon.send(ws, Uint8Array.of(200));
     daemon.send(ws, Uint8Array.of(3, 0)); // truncated: reported, not thrown
     await gw.listen('/after');
@@ -492,6 +507,240 @@ test('Blob messages (a WebSocket that ignores binaryType) keep their order', asy
     const seen = [];
     for await (const chunk of conn) seen.push(Number(text(chunk)));
     assert.deepEqual(seen, [...Array(20).keys()]);
+});
+
+// ------------------------------------------------------------------ presence
+
+const GAME_PREFIX = '/libp2p-websocket/game/1.0.0/';
+const GAME_1 = `${GAME_PREFIX}aaaaaa-Alice%27s%20arena`;
+const GAME_2 = `${GAME_PREFIX}bbbbbb-Bob`;
+const PEER_D = '12D3KooWDaveDaveDaveDaveDaveDaveDaveDaveDaveDaveDave';
+const info = (protocols, extra = {}) => ({ addrs: ['/ip4/127.0.0.1/tcp/4001'], protocols, relayed: false, agent: 'libp2p-websocket/0.1.0', ...extra });
+
+// Collects a gateway's presence events by type.
+function recordPresence(gw) {
+    const seen = { peer: [], listener: [], presence: [] };
+    for (const type of Object.keys(seen)) gw.addEventListener(type, (e) => seen[type].push(e.detail));
+    return seen;
+}
+
+test('subscribe: Presence ON, the daemon lists its state, resolves on Presence Ready', async () => {
+    const { daemon, gw } = await open({ started: true });
+    daemon.known.set(PEER_B, { state: 2, info: info([CHAT, GAME_2]) });
+    daemon.known.set(PEER_C, { state: 0, info: info([GAME_PREFIX + 'old']) });
+    daemon.local.add(GAME_1);
+    daemon.local.add(CHAT);
+    assert.equal(gw.subscribed, false);
+    assert.deepEqual(gw.peers(), []);
+    const seen = recordPresence(gw);
+    const state = await gw.subscribe();
+    assert.deepEqual(daemon.received, [{ type: 'Presence', on: true }]);
+    assert.equal(gw.subscribed, true);
+    const b = { peerID: PEER_B, state: 'connected', ...info([CHAT, GAME_2]) };
+    const c = { peerID: PEER_C, state: 'disconnected', ...info([GAME_PREFIX + 'old']) };
+    assert.deepEqual(gw.peers(), [b, c]);
+    assert.deepEqual(state, { peers: [b, c], listeners: [GAME_1, CHAT] });
+    assert.equal(gw.getState(PEER_B), 'connected');
+    assert.equal(gw.getState(PEER_C), 'disconnected');
+    assert.equal(gw.getState(PEER_D), undefined);
+    assert.deepEqual(gw.localListeners(), [GAME_1, CHAT]);
+    assert.deepEqual(seen.peer.map((d) => [d.peerID, d.state, d.change]), [
+        [PEER_B, 'connected', 'connected'],
+        [PEER_C, 'disconnected', 'disconnected'],
+    ]);
+    assert.deepEqual(seen.listener, [{ protocol: GAME_1, up: true }, { protocol: CHAT, up: true }]);
+    assert.deepEqual(seen.presence.map((d) => d.kind), ['peer', 'peer', 'listener', 'listener', 'ready']);
+    // what peers() hands out is a copy
+    gw.peers()[0].protocols.push('/mine');
+    assert.deepEqual(gw.peers()[0].protocols, [CHAT, GAME_2]);
+});
+
+test('presence follows a peer through its states; updated keeps it connected with fresh info', async () => {
+    const { daemon, gw, ws } = await open({ started: true });
+    await gw.subscribe();
+    const seen = recordPresence(gw);
+    const push = (state, infoValue, peerID = PEER_D) => daemon.send(ws, { type: 'Peer', state, peerID, info: infoValue });
+    push(1, info([], { agent: '' })); // dialing
+    push(2, info(['/ipfs/id/1.0.0'], { agent: '' })); // connected, identify not there yet
+    push(5, info(['/ipfs/id/1.0.0', GAME_2])); // identify arrived
+    push(5, '{"relayed":true}'); // only relayed changes: the rest is kept
+    push(0, ''); // no info: everything kept
+    push(4, '{"addrs":[]}');
+    push(9, '{"agent":"future"}'); // an unknown state: the state stays, the info is taken
+    await until(() => seen.peer.length === 7, 'seven peer events');
+    assert.deepEqual(seen.peer.map((d) => [d.state, d.change]), [
+        ['connecting', 'connecting'],
+        ['connected', 'connected'],
+        ['connected', 'updated'],
+        ['connected', 'updated'],
+        ['disconnected', 'disconnected'],
+        ['failed', 'failed'],
+        ['failed', 'unknown'],
+    ]);
+    assert.deepEqual(seen.peer[2].protocols, ['/ipfs/id/1.0.0', GAME_2]);
+    assert.equal(seen.peer[2].agent, 'libp2p-websocket/0.1.0');
+    assert.equal(seen.peer[3].relayed, true);
+    assert.deepEqual(seen.peer[3].protocols, ['/ipfs/id/1.0.0', GAME_2]);
+    assert.deepEqual(seen.peer[4].addrs, ['/ip4/127.0.0.1/tcp/4001']);
+    assert.deepEqual(gw.peers(), [
+        { peerID: PEER_D, state: 'failed', addrs: [], protocols: ['/ipfs/id/1.0.0', GAME_2], relayed: true, agent: 'future' },
+    ]);
+    assert.equal(seen.presence.length, 7);
+    assert.ok(seen.presence.every((d) => d.kind === 'peer' && d.peerID === PEER_D));
+
+    // an 'updated' peer not seen before is connected
+    daemon.send(ws, { type: 'Peer', state: 5, peerID: PEER_C, info: info([CHAT]) });
+    await until(() => gw.getState(PEER_C) === 'connected', 'C connected');
+});
+
+test('local listeners come and go', async () => {
+    const { daemon, gw, ws } = await open({ started: true });
+    await gw.subscribe();
+    const seen = recordPresence(gw);
+    daemon.send(ws, { type: 'LocalListener', up: true, protocol: GAME_1 });
+    daemon.send(ws, { type: 'LocalListener', up: true, protocol: GAME_2 });
+    daemon.send(ws, { type: 'LocalListener', up: false, protocol: GAME_1 });
+    daemon.send(ws, { type: 'LocalListener', up: false, protocol: '/never-up' });
+    await until(() => seen.listener.length === 4, 'four listener events');
+    assert.deepEqual(gw.localListeners(), [GAME_2]);
+    assert.deepEqual(seen.listener, [
+        { protocol: GAME_1, up: true },
+        { protocol: GAME_2, up: true },
+        { protocol: GAME_1, up: false },
+        { protocol: '/never-up', up: false },
+    ]);
+    assert.deepEqual(seen.presence.map((d) => [d.kind, d.protocol, d.up]), seen.listener.map((l) => ['listener', l.protocol, l.up]));
+});
+
+test('findProtocols: local listeners under our own peer id, then connected peers', async () => {
+    const { daemon, gw } = await open({ started: true });
+    daemon.known.set(PEER_B, { state: 2, info: info([CHAT, GAME_2, `${GAME_PREFIX}second`, GAME_2]) });
+    daemon.known.set(PEER_C, { state: 0, info: info([`${GAME_PREFIX}gone`]) });
+    daemon.known.set(PEER_D, { state: 1, info: info([`${GAME_PREFIX}dialing`]) });
+    daemon.local.add(CHAT);
+    daemon.local.add(GAME_1);
+    await gw.subscribe();
+    assert.deepEqual(gw.findProtocols(GAME_PREFIX), [
+        { peerID: PEER_SELF, protocol: GAME_1, local: true },
+        { peerID: PEER_B, protocol: GAME_2, local: false },
+        { peerID: PEER_B, protocol: `${GAME_PREFIX}second`, local: false },
+    ]);
+    assert.deepEqual(gw.findProtocols(GAME_PREFIX, { all: true }).map((f) => f.protocol), [
+        GAME_1, GAME_2, `${GAME_PREFIX}second`, `${GAME_PREFIX}gone`, `${GAME_PREFIX}dialing`,
+    ]);
+    assert.deepEqual(gw.findProtocols(CHAT), [
+        { peerID: PEER_SELF, protocol: CHAT, local: true },
+        { peerID: PEER_B, protocol: CHAT, local: false },
+    ]);
+    assert.equal(gw.findProtocols().length, 5);
+    assert.deepEqual(gw.findProtocols('/nothing'), []);
+});
+
+test('subscribing again refreshes the state and forgets what the daemon no longer lists', async () => {
+    const { daemon, gw } = await open({ started: true });
+    daemon.known.set(PEER_B, { state: 2, info: info([GAME_2]) });
+    daemon.known.set(PEER_C, { state: 2, info: info([CHAT]) });
+    daemon.local.add(GAME_1);
+    daemon.local.add(CHAT);
+    await gw.subscribe();
+    const seen = recordPresence(gw);
+    daemon.known.delete(PEER_C);
+    daemon.known.set(PEER_B, { state: 0, info: info([GAME_2]) });
+    daemon.local.delete(GAME_1);
+    // two subscriptions in a row: each resolves on its own Presence Ready
+    const [first, second] = await Promise.all([gw.subscribe(), gw.subscribe()]);
+    assert.deepEqual(first, second);
+    assert.deepEqual(first.peers.map((p) => [p.peerID, p.state]), [[PEER_B, 'disconnected']]);
+    assert.deepEqual(first.listeners, [CHAT]);
+    const forgotten = seen.peer.filter((d) => d.change === 'forgotten');
+    assert.deepEqual(forgotten.map((d) => [d.peerID, d.state]), [[PEER_C, 'disconnected']]);
+    assert.deepEqual(seen.listener.filter((l) => !l.up), [{ protocol: GAME_1, up: false }]);
+    assert.equal(seen.presence.filter((d) => d.kind === 'ready').length, 2);
+    assert.deepEqual(daemon.received.map((m) => m.on), [true, true, true]);
+});
+
+test('a resync (the daemon fell behind) replaces the state: what it leaves out is gone', async () => {
+    const { daemon, gw, ws } = await open({ started: true });
+    daemon.send(ws, { type: 'Peer', state: 2, peerID: PEER_B, info: info([GAME_2]) });
+    daemon.local.add(GAME_1);
+    daemon.local.add(CHAT);
+    await gw.subscribe();
+    daemon.send(ws, { type: 'Peer', state: 2, peerID: PEER_C, info: info([CHAT]) });
+    await until(() => gw.getState(PEER_C) === 'connected', 'C connected');
+    const seen = recordPresence(gw);
+    // GAME_1 stopped and C was forgotten while the session lagged: only the state says so.
+    daemon.send(ws, { type: 'PresenceResync' });
+    daemon.send(ws, { type: 'Peer', state: 2, peerID: PEER_B, info: info([GAME_2]) });
+    daemon.send(ws, { type: 'LocalListener', up: true, protocol: CHAT });
+    daemon.send(ws, { type: 'PresenceReady' });
+    await until(() => seen.presence.some((d) => d.kind === 'ready'), 'resync complete');
+    assert.deepEqual(gw.localListeners(), [CHAT]);
+    assert.deepEqual(gw.peers().map((p) => p.peerID), [PEER_B]);
+    assert.deepEqual(seen.listener.filter((l) => !l.up), [{ protocol: GAME_1, up: false }]);
+    assert.deepEqual(seen.peer.filter((d) => d.change === 'forgotten').map((d) => d.peerID), [PEER_C]);
+    // and a later subscribe() still resolves on its own Ready
+    const again = await gw.subscribe();
+    assert.ok(Array.isArray(again.peers));
+});
+
+test('unsubscribe: Presence OFF, the tables empty, later messages are ignored', async () => {
+    const { daemon, gw, ws } = await open({ started: true });
+    daemon.known.set(PEER_B, { state: 2, info: info([GAME_2]) });
+    daemon.local.add(GAME_1);
+    await gw.subscribe();
+    const seen = recordPresence(gw);
+    gw.unsubscribe();
+    assert.deepEqual(daemon.received.at(-1), { type: 'Presence', on: false });
+    assert.equal(gw.subscribed, false);
+    assert.deepEqual([gw.peers(), gw.localListeners(), gw.findProtocols('')], [[], [], []]);
+    assert.equal(gw.getState(PEER_B), undefined);
+    daemon.send(ws, { type: 'Peer', state: 2, peerID: PEER_C, info: info([]) });
+    daemon.send(ws, { type: 'LocalListener', up: true, protocol: GAME_2 });
+    daemon.send(ws, { type: 'PresenceReady' }); // unasked: ignored too
+    await gw.listen('/sync'); // everything sent before has arrived
+    assert.deepEqual(gw.peers(), []);
+    assert.deepEqual(seen.peer, []);
+    assert.deepEqual(seen.listener, []);
+    assert.deepEqual(seen.presence, [{ kind: 'unsubscribed' }]);
+
+    // a subscribe still waiting when unsubscribe is called rejects
+    daemon.handle = () => {};
+    const waiting = gw.subscribe();
+    gw.unsubscribe();
+    await assert.rejects(waiting, /unsubscribed/);
+});
+
+test('subscribe rejects on a daemon without presence; the gateway goes on', async () => {
+    const { daemon, gw } = await open({ started: true });
+    daemon.presence = false;
+    const errors = [];
+    gw.addEventListener('error', (e) => errors.push(e.detail));
+    await assert.rejects(gw.subscribe(), /presence is not available: unknown message type 6/);
+    assert.equal(gw.subscribed, false);
+    assert.deepEqual(errors, ['unknown message type 6']);
+    // other Protocol Errors do not touch a pending subscription
+    daemon.presence = true;
+    const sub = gw.subscribe();
+    daemon.send(daemon.sockets[0], { type: 'ProtocolError', msg: 'Listen: FRAMES flag must be 0 or 1, got 7' });
+    await sub;
+    assert.equal(gw.subscribed, true);
+    assert.equal(await gw.listen(CHAT), CHAT);
+});
+
+test('when the WebSocket closes, a pending subscribe rejects and presence empties', async () => {
+    const { daemon, gw, ws } = await open({ started: true });
+    daemon.known.set(PEER_B, { state: 2, info: info([GAME_2]) });
+    await gw.subscribe();
+    const seen = recordPresence(gw);
+    daemon.handle = () => {};
+    const pending = gw.subscribe();
+    daemon.hangUp(ws, 1001, 'daemon shutting down');
+    await assert.rejects(pending, /gateway closed: daemon shutting down/);
+    assert.equal(gw.subscribed, false);
+    assert.deepEqual(gw.peers(), []);
+    assert.deepEqual(seen.presence, [{ kind: 'closed' }]);
+    await assert.rejects(gw.subscribe(), /not open/);
+    assert.throws(() => gw.unsubscribe(), /not open/);
 });
 
 // ------------------------------------------------------------------ the original's callback API
@@ -659,4 +908,17 @@ test('commands before startProtocol throw a clear error', async () => {
     // a fresh module instance has no socket yet
     const fresh = await import(`../../html/protocol.js?fresh=${Date.now()}`);
     assert.throws(() => fresh.listen('/x', true), /startProtocol\(\) has not been called/);
+});
+
+test('the callback API ignores presence messages', async () => {
+    const daemon = new FakeDaemon({ started: true });
+    const handler = new RecordingHandler();
+    const ws = libp2p.startProtocol('ws://fake/libp2p', handler, { WebSocket: daemon.WebSocket });
+    await until(() => handler.calls.some((c) => c[0] === 'ident'), 'ident');
+    daemon.send(ws, { type: 'Peer', state: 2, peerID: PEER_B, info: '{}' });
+    daemon.send(ws, { type: 'LocalListener', up: true, protocol: CHAT });
+    daemon.send(ws, { type: 'PresenceReady' });
+    daemon.send(ws, { type: 'ProtocolError', msg: 'last' });
+    await until(() => handler.calls.some((c) => c[0] === 'error'), 'error');
+    assert.deepEqual(handler.calls.map((c) => c[0]), ['hello', 'ident', 'error']);
 });

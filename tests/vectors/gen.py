@@ -18,6 +18,11 @@ the original browser client sent) and "readme" (what the original README
 documented). A "client" vector re-encodes to the same hex; a "readme" vector
 only decodes, except a Connect through a named relay, which only the README
 layout can express, so it re-encodes too.
+
+The presence extension (PROTOCOL.md, last section) adds client type 6 (Presence,
+`[ON:1]`) and server types 11 (Peer, `[STATE:1][PEERID: str][INFO: rest]`, INFO
+kept as its JSON text), 12 (Local Listener, `[UP:1][PROTOCOL: rest]`) and 13
+(Presence Ready, empty).
 """
 
 import base64
@@ -118,6 +123,18 @@ CHAT = "/libp2p-websocket/chat/1.0.0"
 ADDRS_B = ["/ip4/127.0.0.1/tcp/4001", "/ip4/192.168.1.20/tcp/4001", "/ip6/::1/tcp/4001"]
 CONNECT_B = connect_string(PEER_B, ADDRS_B)
 
+# The presence extension: a game protocol a browser listens on, and the INFO JSON of Peer
+# messages (the daemon writes it compact, keys in this order).
+GAME = "/libp2p-websocket/game/1.0.0/k3x9q2-Zo%C3%AB's%20arena"
+
+
+def peer_info(addrs: list[str], protocols: list[str], relayed: bool, agent: str) -> str:
+    return compact_json({"addrs": addrs, "protocols": protocols, "relayed": relayed, "agent": agent})
+
+
+INFO_B = peer_info(ADDRS_B[:1], ["/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", CHAT, GAME], False, "libp2p-websocket/0.1.0")
+INFO_C_DIALING = peer_info(["/ip4/203.0.113.7/tcp/4001"], [], False, "")
+
 # ---------------------------------------------------------------- decoder (self-check)
 # A small independent decoder that checks every vector below decodes to its msg with the
 # layout rules of PROTOCOL.md, so a typo in a vector cannot slip into the file.
@@ -205,6 +222,8 @@ def decode_client(b: bytes) -> dict:
                 readings.append(m)
         assert readings, b.hex()
         return readings[0]
+    if t == 6:
+        return {"type": "Presence", "on": r.flag()}
     raise AssertionError(t)
 
 
@@ -231,6 +250,15 @@ def decode_server(b: bytes) -> dict:
         return {"type": "PeerConnectionRefused", "peerID": r.str(), "protocol": r.str(), "error": text()}
     if t == 9:
         return {"type": "ProtocolError", "msg": text()}
+    if t == 11:
+        state = r.take(1)[0]
+        return {"type": "Peer", "state": state, "peerID": r.str(), "info": text()}
+    if t == 12:
+        return {"type": "LocalListener", "up": r.flag(), "protocol": text()}
+    if t == 13:
+        return {"type": "PresenceReady"}
+    if t == 14:
+        return {"type": "PresenceResync"}
     raise AssertionError(t)
 
 
@@ -299,6 +327,10 @@ def client_vectors() -> list[dict]:
     add("connect string via relay, readme layout", "readme",
         u8(5) + flag(False) + s("/p") + s(PEER_RELAY) + rest(CONNECT_B),
         {"type": "Connect", "frames": False, "relay": PEER_RELAY, "protocol": "/p", "peer": CONNECT_B})
+
+    # Presence (6), the presence extension
+    add("presence on", "client", u8(6) + flag(True), {"type": "Presence", "on": True})
+    add("presence off", "client", u8(6) + flag(False), {"type": "Presence", "on": False})
     return v
 
 
@@ -342,6 +374,25 @@ def server_vectors() -> list[dict]:
         {"type": "ProtocolError", "msg": "Listen: FRAMES flag must be 0 or 1, got 7"})
     add("listening", u8(10) + rest(CHAT), {"type": "Listening", "protocol": CHAT})
     add("listening non-ascii", u8(10) + rest("/日本/1"), {"type": "Listening", "protocol": "/日本/1"})
+
+    # The presence extension: Peer (11), Local Listener (12), Presence Ready (13).
+    add("peer connected", u8(11) + u8(2) + s(PEER_B) + rest(INFO_B),
+        {"type": "Peer", "state": 2, "peerID": PEER_B, "info": INFO_B})
+    add("peer connecting", u8(11) + u8(1) + s(PEER_C) + rest(INFO_C_DIALING),
+        {"type": "Peer", "state": 1, "peerID": PEER_C, "info": INFO_C_DIALING})
+    add("peer disconnected", u8(11) + u8(0) + s(PEER_B) + rest(INFO_B),
+        {"type": "Peer", "state": 0, "peerID": PEER_B, "info": INFO_B})
+    add("peer failed", u8(11) + u8(4) + s(PEER_C) + rest(INFO_C_DIALING),
+        {"type": "Peer", "state": 4, "peerID": PEER_C, "info": INFO_C_DIALING})
+    info_relayed = peer_info([f"/ip4/198.51.100.1/tcp/4001/p2p/{PEER_RELAY}/p2p-circuit"], ["/ipfs/id/1.0.0"], True,
+                             "rust-libp2p/0.46 ✓")
+    add("peer updated, relayed, non-ascii agent", u8(11) + u8(5) + s(PEER_A) + rest(info_relayed),
+        {"type": "Peer", "state": 5, "peerID": PEER_A, "info": info_relayed})
+    add("local listener up", u8(12) + flag(True) + rest(GAME), {"type": "LocalListener", "up": True, "protocol": GAME})
+    add("local listener down", u8(12) + flag(False) + rest(CHAT),
+        {"type": "LocalListener", "up": False, "protocol": CHAT})
+    add("presence ready", u8(13), {"type": "PresenceReady"})
+    add("presence resync", u8(14), {"type": "PresenceResync"})
     return v
 
 
@@ -364,6 +415,8 @@ def client_invalid() -> list[dict]:
     add("connect protocol length exceeds", u8(5) + b"\x01\x00\x00\x40" + b"/p", "exceeds")
     add("stop first byte neither flag nor slash", u8(2) + b"A/x", "Stop")
     add("listen frames byte 7", u8(1) + b"\x07" + rest("/x"), "FRAMES")
+    add("presence with no body", u8(6), "Presence")
+    add("presence on byte 2", u8(6) + b"\x02", "Presence")
     return v
 
 
