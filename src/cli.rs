@@ -90,6 +90,9 @@ pub struct Cli {
     /// Established libp2p connections to one peer
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub max_connections_per_peer: u32,
+    /// Deny new libp2p connections while the daemon uses more memory than this (MiB)
+    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    pub max_memory_mib: usize,
     /// Seconds between WebSocket pings to each browser
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().ping_interval.as_secs())]
     pub ping_interval: u64,
@@ -154,6 +157,7 @@ impl Cli {
                 idle_timeout: Duration::from_secs(60),
                 max_connections: self.max_connections,
                 max_connections_per_peer: self.max_connections_per_peer,
+                max_memory: self.max_memory_mib << 20,
             },
             key,
             addr_host: Some(self.addr),

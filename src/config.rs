@@ -74,6 +74,7 @@ impl Config {
                 idle_timeout: std::time::Duration::from_secs(60),
                 max_connections: 1024,
                 max_connections_per_peer: 8,
+                max_memory: 1024 << 20,
             },
             key: None,
             addr_host: None,

@@ -16,6 +16,7 @@
 pub mod cli;
 pub mod config;
 pub mod http;
+pub mod limit_log;
 pub mod node;
 pub mod protocol;
 pub mod session;
@@ -100,7 +101,8 @@ pub async fn run(
         })
         .await?;
     // Upgraded WebSockets outlive axum's graceful shutdown: wait for their goodbyes.
-    let deadline = tokio::time::Instant::now() + session::CLOSE_GRACE * 2;
+    let deadline =
+        tokio::time::Instant::now() + session::SHUTDOWN_GRACE + std::time::Duration::from_secs(1);
     while shared.active_sessions() > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }

@@ -183,3 +183,77 @@ async fn a_gibibyte_at_a_browser_that_does_not_read_stays_within_bounded_memory(
     within("sender", sender).await.unwrap();
     assert!(daemon.terminate().success());
 }
+
+#[tokio::test]
+async fn sigterm_under_load_says_goodbye_and_exits_promptly() {
+    let dir = temp_dir("sigterm-load");
+    let a = Process::spawn(&["-nopeers", "-listen", "/ip4/127.0.0.1/tcp/0"], &dir);
+    let b = Process::spawn(&["-nopeers", "-listen", "/ip4/127.0.0.1/tcp/0"], &dir);
+    let mut ca = Client::connect_url(&a.url()).await;
+    let ia = ca.handshake().await;
+    ca.listen("/test/load/1", false).await;
+    let mut browsers = Vec::new();
+    for _ in 0..4 {
+        let mut cb = Client::connect_url(&b.url()).await;
+        cb.handshake().await;
+        let id = cb.open(&ia.connect_string(), "/test/load/1", false).await;
+        ca.accepted().await;
+        browsers.push((cb, id));
+    }
+    let mut senders = Vec::new();
+    for (mut cb, id) in browsers {
+        // Each of B's browsers pushes data as fast as it can until its stream closes.
+        senders.push(tokio::spawn(async move {
+            let chunk = vec![7u8; 64 * 1024];
+            loop {
+                let data =
+                    libp2p_websocket::protocol::ClientMsg::Data { id, data: chunk.clone().into() };
+                let sent = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    futures::SinkExt::send(&mut cb.ws, data.encode().to_vec().into()),
+                )
+                .await;
+                if !matches!(sent, Ok(Ok(()))) {
+                    return;
+                }
+            }
+        }));
+    }
+    // A's browser reads for a moment, so bytes are in flight everywhere.
+    let mut got = 0;
+    while got < 8 << 20 {
+        if let ServerMsg::Data { data, .. } = ca.recv().await {
+            got += data.len();
+        }
+    }
+    // SIGTERM while A's browser keeps reading, as a browser does.
+    let started = std::time::Instant::now();
+    let terminating = tokio::task::spawn_blocking(move || (a.terminate(), started.elapsed()));
+    let mut closed = 0;
+    let frame = loop {
+        match futures::StreamExt::next(&mut ca.ws).await {
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Binary(bytes))) => {
+                if let ServerMsg::ConnectionClosed { reason, .. } =
+                    ServerMsg::decode(bytes).unwrap()
+                {
+                    assert_eq!(reason, "daemon shutting down");
+                    closed += 1;
+                }
+            }
+            Some(Ok(tokio_tungstenite::tungstenite::Message::Close(frame))) => break frame,
+            Some(Ok(_)) => {}
+            other => panic!("expected the close frame, got {other:?}"),
+        }
+    };
+    // A's browser got a Connection Closed per stream, then the close frame.
+    assert_eq!(closed, 4);
+    assert_eq!(frame.map(|f| f.reason.to_string()).as_deref(), Some("daemon shutting down"));
+    let (status, took) = within("exit", terminating).await.unwrap();
+    assert!(status.success(), "{status:?}");
+    eprintln!("SIGTERM with 4 streams under load: exited in {} ms", took.as_millis());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    for sender in senders {
+        sender.abort();
+    }
+    assert!(b.terminate().success());
+}

@@ -188,3 +188,61 @@ async fn status_counts_return_to_zero() {
     a.stop().await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_daemon_over_its_memory_limit_takes_no_new_connections() {
+    let mut config = Config::local();
+    config.node.max_memory = 1; // any process is over this
+    let limited = Daemon::start(config).await;
+    let other = Daemon::local().await;
+    let (mut co, io) = Client::started(&other).await;
+    co.listen("/test/memory/1", true).await;
+    let (mut client, _) = Client::started(&limited).await;
+    match client.connect_to(&io.connect_string(), "/test/memory/1", true).await {
+        ServerMsg::PeerConnectionRefused { error, .. } => {
+            assert!(error.contains("connection denied") && error.contains("memory"), "{error}")
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    limited.stop().await;
+    other.stop().await;
+}
+
+#[tokio::test]
+async fn per_session_stream_and_listener_limits() {
+    let mut config = Config::local();
+    config.limits.max_streams_per_session = 3;
+    config.limits.max_listeners_per_session = 2;
+    let daemon = Daemon::start(config).await;
+    let (mut host, id) = Client::started(&daemon).await;
+    host.listen("/test/caps/1", true).await;
+    host.listen("/test/caps/2", true).await;
+    host.send(libp2p_websocket::protocol::ClientMsg::Listen {
+        frames: true,
+        protocol: "/test/caps/3".into(),
+    })
+    .await;
+    assert!(
+        matches!(host.recv().await, ServerMsg::ListenRefused { protocol } if protocol == "/test/caps/3")
+    );
+    let (mut guest, _) = Client::started(&daemon).await;
+    let me = id.peer_id.to_base58();
+    for _ in 0..3 {
+        guest.open(&me, "/test/caps/1", true).await;
+        host.accepted().await;
+    }
+    match guest.connect_to(&me, "/test/caps/1", true).await {
+        ServerMsg::PeerConnectionRefused { error, .. } => {
+            assert_eq!(error, "too many streams in this session (limit 3)")
+        }
+        other => panic!("expected refusal, got {other:?}"),
+    }
+    // The host is full too: a fourth incoming stream is refused without a word to it.
+    let (mut third, _) = Client::started(&daemon).await;
+    let opened = third.connect_to(&me, "/test/caps/2", true).await;
+    assert!(matches!(opened, ServerMsg::PeerConnection { .. }), "{opened:?}");
+    let ServerMsg::PeerConnection { id: stream, .. } = opened else { unreachable!() };
+    assert_eq!(third.expect_closed(stream).await, "closed by remote");
+    assert!(host.quiet_for(Duration::from_millis(200)).await.is_none());
+    daemon.stop().await;
+}

@@ -19,7 +19,10 @@ use tower_http::compression::CompressionLayer;
 pub use assets::Pages;
 pub use door::Door;
 
-use crate::session::{self, Shared};
+use crate::{
+    limit_log::LimitLog,
+    session::{self, Shared},
+};
 
 /// What the handlers share.
 #[derive(Clone)]
@@ -45,7 +48,10 @@ async fn guard_host(State(state): State<AppState>, request: Request, next: Next)
     match state.door.check_host(request.headers()) {
         Ok(()) => next.run(request).await,
         Err(reason) => {
-            tracing::warn!(%reason, "request refused");
+            static LOG: LimitLog = LimitLog::new();
+            if let Some(unlogged) = LOG.hit() {
+                tracing::warn!(%reason, unlogged, "request refused");
+            }
             (StatusCode::FORBIDDEN, reason).into_response()
         }
     }
@@ -58,7 +64,10 @@ async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     if let Err(reason) = state.door.check_upgrade(&headers) {
-        tracing::warn!(%reason, "WebSocket refused");
+        static LOG: LimitLog = LimitLog::new();
+        if let Some(unlogged) = LOG.hit() {
+            tracing::warn!(%reason, unlogged, "WebSocket refused");
+        }
         return (StatusCode::FORBIDDEN, reason).into_response();
     }
     // Without connection info (an in-memory test) the peer counts as remote: no key.

@@ -1,6 +1,9 @@
 //! The swarm's behaviour: identify, ping, and `libp2p-stream` for the browsers' protocols.
 
-use libp2p::{connection_limits, identify, identity::Keypair, ping, swarm::NetworkBehaviour};
+use libp2p::{
+    connection_limits, identify, identity::Keypair, memory_connection_limits, ping,
+    swarm::NetworkBehaviour,
+};
 
 /// The identify protocol version this daemon announces.
 pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
@@ -9,16 +12,23 @@ pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
 pub struct Behaviour {
     /// First, so a connection over the limits is denied before others see it.
     pub limits: connection_limits::Behaviour,
+    /// New connections are denied while the process uses more memory than this.
+    pub memory: memory_connection_limits::Behaviour,
     pub identify: identify::Behaviour,
     pub ping: ping::Behaviour,
     pub stream: libp2p_stream::Behaviour,
 }
 
 impl Behaviour {
-    pub fn new(key: &Keypair, limits: connection_limits::ConnectionLimits) -> Self {
+    pub fn new(
+        key: &Keypair,
+        limits: connection_limits::ConnectionLimits,
+        max_memory: usize,
+    ) -> Self {
         let agent = format!("libp2p-websocket/{}", env!("CARGO_PKG_VERSION"));
         Self {
             limits: connection_limits::Behaviour::new(limits),
+            memory: memory_connection_limits::Behaviour::with_max_bytes(max_memory),
             identify: identify::Behaviour::new(
                 identify::Config::new(IDENTIFY_PROTOCOL.into(), key.public())
                     .with_agent_version(agent)

@@ -114,6 +114,7 @@ fn build_swarm(config: &NodeConfig, key: &NodeKey) -> Result<Swarm<Behaviour>, N
     let build = |e: &dyn std::fmt::Display| NodeError::Build(e.to_string());
     let max_streams = config.max_streams_per_peer + YAMUX_HEADROOM;
     let idle_timeout = config.idle_timeout;
+    let max_memory = config.max_memory;
     let limits = libp2p::connection_limits::ConnectionLimits::default()
         .with_max_established(Some(config.max_connections))
         .with_max_established_per_peer(Some(config.max_connections_per_peer))
@@ -129,7 +130,7 @@ fn build_swarm(config: &NodeConfig, key: &NodeKey) -> Result<Swarm<Behaviour>, N
         .with_quic()
         .with_dns()
         .map_err(|e| build(&e))?
-        .with_behaviour(|key| Behaviour::new(key, limits))
+        .with_behaviour(|key| Behaviour::new(key, limits, max_memory))
         .map_err(|e| build(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
         .build())

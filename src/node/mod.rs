@@ -48,6 +48,8 @@ pub struct NodeConfig {
     pub max_connections: u32,
     /// Established libp2p connections to one peer.
     pub max_connections_per_peer: u32,
+    /// Bytes of memory the process may use before new connections are denied.
+    pub max_memory: usize,
 }
 
 impl NodeConfig {

@@ -39,6 +39,7 @@ use pump::{
 
 use crate::{
     config::Limits,
+    limit_log::LimitLog,
     node::{NodeHandle, NodeKey, NodeSlot, PeerEvent, PeerStreams, StreamSlot},
     protocol::{validate_protocol, ClientMsg, ConnId, ConnectTarget, Relay, ServerMsg},
 };
@@ -53,6 +54,11 @@ const INCOMING_QUEUE: usize = 256;
 const PUMP_EVENT_QUEUE: usize = 256;
 /// How long a closing stream may take to flush what was queued for it.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+/// How long an ending session may take to say goodbye to its browser (the last queued
+/// messages, a Connection Closed per stream, the close frame) — shorter at daemon
+/// shutdown, which must finish within 5 s even with browsers that do not read.
+pub const GOODBYE_GRACE: Duration = Duration::from_secs(5);
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Hello's version tail.
 pub const VERSION: &str = concat!("libp2p-websocket/", env!("CARGO_PKG_VERSION"));
 
@@ -167,19 +173,25 @@ where
     let writer = write_websocket(sink, out_rx, write_failed.clone());
     let writer = tokio::spawn(writer.instrument(span.clone()));
     let mut session = Session::new(id, shared.clone(), loopback, out);
+    let mut goodbye_by = tokio::time::Instant::now();
     async {
         let limit = shared.limits.max_sessions;
         let end = if active > limit {
-            tracing::warn!(limit, "session refused: too many sessions");
+            static LOG: LimitLog = LimitLog::new();
+            if let Some(unlogged) = LOG.hit() {
+                tracing::warn!(limit, unlogged, "session refused: too many sessions");
+            }
             End::TooMany(limit)
         } else {
             tracing::debug!(loopback, "session opened");
             session.run(stream, &cancel, &write_failed).await
         };
         tracing::debug!(?end, "session ending");
-        // Tell the browser why, unless it left; a browser that does not read gets
-        // CLOSE_GRACE to take it.
-        let _ = tokio::time::timeout(CLOSE_GRACE, session.farewell(&end)).await;
+        // Tell the browser why, unless it left; one that does not read gets a grace
+        // period to take it, farewell and queued messages together.
+        let grace = if let End::Shutdown = end { SHUTDOWN_GRACE } else { GOODBYE_GRACE };
+        goodbye_by = tokio::time::Instant::now() + grace;
+        let _ = tokio::time::timeout_at(goodbye_by, session.farewell(&end)).await;
         session.shutdown();
     }
     .instrument(span)
@@ -187,7 +199,7 @@ where
     drop(session);
     // The writer sends what is queued, then closes the WebSocket.
     let writer = AbortOnDropHandle::new(writer);
-    let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    let _ = tokio::time::timeout_at(goodbye_by, writer).await;
     shared.active.fetch_sub(1, Ordering::Relaxed);
 }
 
@@ -706,7 +718,10 @@ impl Session {
         let frames = listener.frames;
         let limit = self.shared.limits.max_streams_per_session;
         if self.conns.len() >= limit {
-            tracing::warn!(%peer, %protocol, limit, "incoming stream refused: too many streams in session");
+            static LOG: LimitLog = LimitLog::new();
+            if let Some(unlogged) = LOG.hit() {
+                tracing::warn!(%peer, %protocol, limit, unlogged, "incoming stream refused: too many streams in session");
+            }
             return;
         }
         let id = self.alloc_id();
@@ -871,7 +886,10 @@ async fn accept_loop(
         let incoming = tokio::select! {
             Some((peer, stream)) = remote.next() => {
                 let Some(slot) = peer_streams.try_acquire(peer) else {
-                    tracing::warn!(%peer, %protocol, limit = peer_streams.limit(), "incoming stream refused: too many streams from peer");
+                    static LOG: LimitLog = LimitLog::new();
+                    if let Some(unlogged) = LOG.hit() {
+                        tracing::warn!(%peer, %protocol, limit = peer_streams.limit(), unlogged, "incoming stream refused: too many streams from peer");
+                    }
                     continue;
                 };
                 Incoming { protocol: protocol.clone(), generation, peer, io: Box::new(stream.compat()), slot: Some(slot) }
@@ -880,7 +898,10 @@ async fn accept_loop(
             else => break,
         };
         if let Err(e) = session.try_send(incoming) {
-            tracing::warn!(%protocol, "incoming stream dropped: session is not keeping up");
+            static LOG: LimitLog = LimitLog::new();
+            if let Some(unlogged) = LOG.hit() {
+                tracing::warn!(%protocol, unlogged, "incoming stream dropped: session is not keeping up");
+            }
             drop(e);
         }
     }
