@@ -93,6 +93,10 @@ pub async fn run(
     }
     let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
     let stop = sessions.clone();
+    // Small messages (a round trip, a game's input) must not wait for Nagle.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move {
             shutdown.await;

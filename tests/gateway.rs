@@ -610,3 +610,23 @@ async fn sessions_cannot_touch_each_others_streams() {
     host.accepted().await;
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn idle_raw_streams_do_not_starve_the_others() {
+    // Each idle stream once held a whole chunk of the session's 4 MiB read budget:
+    // past ~63 of them, the next stream of the session was never read.
+    const STREAMS: usize = 100;
+    let (a, b, mut ca, mut cb, ia) = two_daemons("/test/idle-raw/1", false).await;
+    let mut ids = Vec::new();
+    for _ in 0..STREAMS {
+        ids.push(cb.open(&ia.connect_string(), "/test/idle-raw/1", false).await);
+        ids.push(ca.accepted().await.0);
+    }
+    let (last_b, last_a) = (ids[2 * STREAMS - 2], ids[2 * STREAMS - 1]);
+    ca.data(last_a, b"to the last one").await;
+    assert_eq!(cb.read_bytes(last_b, 15).await, b"to the last one");
+    cb.data(last_b, b"and back").await;
+    assert_eq!(ca.read_bytes(last_a, 8).await, b"and back");
+    a.stop().await;
+    b.stop().await;
+}

@@ -75,7 +75,10 @@ async fn upgrade(
         peer.is_some_and(|Extension(ConnectInfo(addr))| crate::config::is_loopback(&addr));
     let limits = &state.shared.limits;
     let cancel = state.cancel.child_token();
-    ws.max_message_size(limits.max_message)
+    // A 32 KiB read buffer instead of tungstenite's 128 KiB: a thousand idle sessions
+    // should not cost 128 MiB.
+    ws.read_buffer_size(32 * 1024)
+        .max_message_size(limits.max_message)
         .max_frame_size(limits.max_message)
         // tungstenite wants this above its write buffer (128 KiB by default).
         .max_write_buffer_size((4 * limits.max_message).max(1 << 20))

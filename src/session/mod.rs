@@ -192,7 +192,7 @@ where
         let grace = if let End::Shutdown = end { SHUTDOWN_GRACE } else { GOODBYE_GRACE };
         goodbye_by = tokio::time::Instant::now() + grace;
         let _ = tokio::time::timeout_at(goodbye_by, session.farewell(&end)).await;
-        session.shutdown();
+        session.shutdown(!matches!(end, End::Shutdown));
     }
     .instrument(span)
     .await;
@@ -771,7 +771,9 @@ impl Session {
             // The read side ended and said so; dropping the queue lets the write pump
             // finish what is queued and close the stream.
             PumpEvent::ReadEnded { id } => {
-                self.conns.remove(&id);
+                if let Some(conn) = self.conns.remove(&id) {
+                    finish_writer(conn.writer);
+                }
             }
             PumpEvent::WriteFailed { id, reason } => self.close_conn(id, Some(reason)).await,
         }
@@ -788,6 +790,7 @@ impl Session {
             self.budget.release(data.len());
         }
         drop(conn.queue);
+        finish_writer(conn.writer);
         if let Some(reason) = reason {
             if conn.closed.claim() {
                 self.send(ServerMsg::ConnectionClosed { id, reason }).await;
@@ -822,17 +825,36 @@ impl Session {
     }
 
     /// Frees everything the session holds: listeners, streams, pending connects.
-    fn shutdown(&mut self) {
+    /// `drain`: the write pumps may still deliver what the browser queued (for a
+    /// bounded time); otherwise (daemon shutdown) they stop at once.
+    fn shutdown(&mut self, drain: bool) {
         for protocol in self.listeners.keys() {
             self.shared.hub.unregister(protocol, self.id);
         }
         self.listeners.clear();
         for (_, conn) in self.conns.drain() {
             conn.reader.abort();
-            conn.writer.abort();
+            if drain {
+                drop(conn.queue);
+                finish_writer(conn.writer);
+            } else {
+                conn.writer.abort();
+            }
         }
         self.connects.abort_all();
     }
+}
+
+/// Lets a write pump whose queue was dropped finish writing what is queued and close
+/// its stream, for CLOSE_GRACE at most: a remote that stops reading cannot keep it.
+fn finish_writer(writer: JoinHandle<()>) {
+    if writer.is_finished() {
+        return;
+    }
+    tokio::spawn(async move {
+        let writer = AbortOnDropHandle::new(writer);
+        let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    });
 }
 
 enum PresenceEvent {

@@ -15,7 +15,8 @@ use std::sync::{
     Arc,
 };
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut as _, Bytes, BytesMut};
+use futures::FutureExt as _;
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf},
     sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore},
@@ -30,6 +31,8 @@ pub type BoxIo = Box<dyn Io>;
 
 /// Bytes read from a raw stream per Data message, at most.
 pub const RAW_CHUNK: usize = 64 * 1024;
+/// Bytes an idle raw stream waits for data with, before it takes budget for a chunk.
+const FIRST_READ: usize = 2048;
 /// Bytes a queued message is charged beyond its payload, so empty ones count too.
 const MESSAGE_OVERHEAD: usize = 64;
 
@@ -158,22 +161,37 @@ impl ReadPump {
 }
 
 /// One raw chunk as a whole Data message, or `None` at end of stream.
+///
+/// An idle stream must hold no share of the session's budget (else a few dozen idle
+/// streams would starve the rest), so the first bytes are awaited in a small buffer;
+/// only then is room taken for a whole chunk, filled with what is already there.
 async fn read_chunk(
     rd: &mut ReadHalf<BoxIo>,
     id: ConnId,
     budget: &OutboundBudget,
 ) -> Result<Option<Outbound>, String> {
-    let mut permit = budget.reserve(RAW_CHUNK).await;
-    let mut buf = BytesMut::with_capacity(DATA_HEADER_LEN + RAW_CHUNK);
-    put_data_header(&mut buf, id);
-    buf.resize(DATA_HEADER_LEN + RAW_CHUNK, 0);
-    let n = rd.read(&mut buf[DATA_HEADER_LEN..]).await.map_err(|e| format!("read error: {e}"))?;
+    let read_error = |e: std::io::Error| format!("read error: {e}");
+    let mut first = [0u8; FIRST_READ];
+    let n = rd.read(&mut first).await.map_err(read_error)?;
     if n == 0 {
         return Ok(None);
     }
-    buf.truncate(DATA_HEADER_LEN + n);
+    let mut permit = budget.reserve(RAW_CHUNK).await;
+    let mut buf = BytesMut::with_capacity(DATA_HEADER_LEN + RAW_CHUNK);
+    put_data_header(&mut buf, id);
+    buf.extend_from_slice(&first[..n]);
+    // Take what else has arrived, without waiting for more (an end of stream or an
+    // error found here shows again on the next read).
+    while buf.len() < DATA_HEADER_LEN + RAW_CHUNK {
+        let left = DATA_HEADER_LEN + RAW_CHUNK - buf.len();
+        let mut room = (&mut buf).limit(left);
+        match rd.read_buf(&mut room).now_or_never() {
+            Some(Ok(read)) if read > 0 => {}
+            _ => break,
+        }
+    }
     // Give back what the chunk did not use.
-    let used = (n + MESSAGE_OVERHEAD).min(budget.limit);
+    let used = (buf.len() - DATA_HEADER_LEN + MESSAGE_OVERHEAD).min(budget.limit);
     drop(permit.split(permit.num_permits().saturating_sub(used)));
     Ok(Some(Outbound::Message { bytes: buf.freeze(), permit: Some(permit) }))
 }
@@ -203,11 +221,16 @@ async fn read_frame(
     let permit = budget.reserve(len).await;
     let mut buf = BytesMut::with_capacity(DATA_HEADER_LEN + len);
     put_data_header(&mut buf, id);
-    buf.resize(DATA_HEADER_LEN + len, 0);
-    rd.read_exact(&mut buf[DATA_HEADER_LEN..]).await.map_err(|e| match e.kind() {
-        std::io::ErrorKind::UnexpectedEof => "stream ended inside a frame".to_string(),
-        _ => format!("read error: {e}"),
-    })?;
+    // Read straight into the message (no zero-filling), never past this frame.
+    while buf.len() < DATA_HEADER_LEN + len {
+        let left = DATA_HEADER_LEN + len - buf.len();
+        let mut room = (&mut buf).limit(left);
+        match rd.read_buf(&mut room).await {
+            Ok(0) => return Err("stream ended inside a frame".into()),
+            Ok(_) => {}
+            Err(e) => return Err(format!("read error: {e}")),
+        }
+    }
     Ok(Some(Outbound::Message { bytes: buf.freeze(), permit: Some(permit) }))
 }
 
@@ -253,6 +276,6 @@ impl WritePump {
                 return;
             }
         }
-        let _ = tokio::time::timeout(super::CLOSE_GRACE, wr.shutdown()).await;
+        let _ = wr.shutdown().await; // bounded by the session's finish_writer
     }
 }
