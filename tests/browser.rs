@@ -3,8 +3,8 @@
 //! 127.0.0.1 only, no bootstrap peers).
 //!
 //! - `chat.mjs`: the chat example on two daemons: host on A, join from B with the
-//!   connect string, messages both ways, leave, rejoin, close. Screenshots in
-//!   `target/browser/`.
+//!   connect string, a second guest on A itself (joined in-process), messages relayed
+//!   to everyone, who joined and left, rejoin, close. Screenshots in `target/browser/`.
 //! - `legacy.mjs`: a page written for the original's callback API
 //!   (`tests/browser/legacy/legacy.html`, served with `-files`) gets hello and ident,
 //!   listens, and accepts a connection from a page on another daemon.
@@ -143,7 +143,13 @@ fn chat_works_between_two_daemons_in_chromium() {
     let a = daemon(&[]);
     let b = daemon(&[]);
     node_script("chat.mjs", &[a.url(""), b.url("")]);
-    for shot in ["chat-host.png", "chat-guest.png", "chat-host-phone.png", "chat-guest-phone.png"] {
+    for shot in [
+        "chat-host.png",
+        "chat-guest.png",
+        "chat-host-phone.png",
+        "chat-guest-phone.png",
+        "chat-three.png",
+    ] {
         let path = root().join("target/browser").join(shot);
         let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         assert!(size > 10_000, "screenshot {} is missing or empty", path.display());
