@@ -390,23 +390,32 @@ impl Session {
                 }
                 message = ws.next(), if !paused => {
                     last_seen = tokio::time::Instant::now();
-                    match message {
-                    Some(Ok(Message::Binary(bytes))) => self.on_message(bytes).await,
-                    Some(Ok(Message::Text(_))) => {
-                        let msg = "text messages are not part of the protocol; send binary messages";
-                        self.send(ServerMsg::ProtocolError { msg: msg.into() }).await;
+                    if let Some(end) = self.on_websocket(message, &limits).await {
+                        return end;
                     }
-                    Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
-                    Some(Ok(Message::Close(_))) | None => return End::Left,
-                    Some(Err(e)) => {
-                        if is_capacity_error(e) {
-                            return End::TooBig(limits.max_message);
-                        }
-                        return End::Left;
-                    }
-                }},
+                }
             }
         }
+    }
+
+    /// Handles what the WebSocket brought; `Some` when the session ends.
+    async fn on_websocket(
+        &mut self,
+        message: Option<Result<Message, axum::Error>>,
+        limits: &Limits,
+    ) -> Option<End> {
+        match message {
+            Some(Ok(Message::Binary(bytes))) => self.on_message(bytes).await,
+            Some(Ok(Message::Text(_))) => {
+                let msg = "text messages are not part of the protocol; send binary messages";
+                self.send(ServerMsg::ProtocolError { msg: msg.into() }).await;
+            }
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            Some(Ok(Message::Close(_))) | None => return Some(End::Left),
+            Some(Err(e)) if is_capacity_error(&e) => return Some(End::TooBig(limits.max_message)),
+            Some(Err(_)) => return Some(End::Left),
+        }
+        None
     }
 
     /// Queues a message for the browser. If the browser is gone the session is ending
@@ -886,10 +895,10 @@ fn peer_msg(event: PeerEvent) -> ServerMsg {
 }
 
 /// Whether a WebSocket read failed because a message was over the size limit.
-fn is_capacity_error(error: axum::Error) -> bool {
+fn is_capacity_error(error: &axum::Error) -> bool {
     use tokio_tungstenite::tungstenite::Error;
-    let inner = error.into_inner();
-    matches!(inner.downcast_ref::<Error>(), Some(Error::Capacity(_)))
+    let source = std::error::Error::source(error);
+    matches!(source.and_then(|e| e.downcast_ref::<Error>()), Some(Error::Capacity(_)))
 }
 
 /// Takes every stream that arrives for one listened protocol, from libp2p or from a
