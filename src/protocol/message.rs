@@ -393,10 +393,14 @@ fn decode_connect(body: &[u8]) -> Result<ClientMsg, DecodeError> {
 }
 
 fn put_str(out: &mut BytesMut, s: &str) {
-    // Callers keep strings under 64 KiB; a longer one is cut rather than mis-framed.
-    let bytes = &s.as_bytes()[..s.len().min(usize::from(u16::MAX))];
-    out.put_u16(bytes.len() as u16);
-    out.put_slice(bytes);
+    // A `str` holds at most 64 KiB; a longer one (say, a huge PEERID echoed back in a
+    // refusal) is cut at a character boundary rather than mis-framed.
+    let mut end = s.len().min(usize::from(u16::MAX));
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    out.put_u16(end as u16);
+    out.put_slice(&s.as_bytes()[..end]);
 }
 
 impl ServerMsg {
@@ -686,6 +690,23 @@ mod tests {
             flipped[at] ^= flip.1;
             let _ = ClientMsg::decode(Bytes::from(flipped));
         }
+    }
+
+    #[test]
+    fn overlong_strings_are_cut_at_a_character_boundary() {
+        let peer = "é".repeat(40_000); // 80,000 bytes
+        let msg = ServerMsg::PeerConnectionRefused {
+            peer_id: peer,
+            protocol: "/p".into(),
+            error: "e".into(),
+        };
+        let ServerMsg::PeerConnectionRefused { peer_id, protocol, .. } =
+            ServerMsg::decode(msg.encode()).unwrap()
+        else {
+            panic!("decodes as what it was")
+        };
+        assert_eq!(peer_id.len(), 65_534);
+        assert_eq!(protocol, "/p");
     }
 
     #[test]
