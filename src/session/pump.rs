@@ -234,6 +234,40 @@ async fn read_frame(
     Ok(Some(Outbound::Message { bytes: buf.freeze(), permit: Some(permit) }))
 }
 
+/// A write pump's queue, which gives the session back its budget for what was never
+/// written: without it, a stream given up with Data still queued would leave the
+/// session's budget charged for good, and the session paused forever.
+struct ChargedQueue {
+    queue: mpsc::Receiver<Bytes>,
+    budget: Arc<WriteBudget>,
+    /// The bytes of the message being written, if one is.
+    in_flight: Option<usize>,
+}
+
+impl ChargedQueue {
+    async fn recv(&mut self) -> Option<Bytes> {
+        let data = self.queue.recv().await?;
+        self.in_flight = Some(data.len());
+        Some(data)
+    }
+
+    fn written(&mut self) {
+        if let Some(len) = self.in_flight.take() {
+            self.budget.release(len);
+        }
+    }
+}
+
+impl Drop for ChargedQueue {
+    fn drop(&mut self) {
+        self.written();
+        self.queue.close();
+        while let Ok(data) = self.queue.try_recv() {
+            self.budget.release(data.len());
+        }
+    }
+}
+
 /// What a write pump needs to know.
 pub struct WritePump {
     pub id: ConnId,
@@ -249,9 +283,12 @@ impl WritePump {
     pub async fn run<K: Send>(
         self,
         mut wr: WriteHalf<BoxIo>,
-        mut queue: mpsc::Receiver<Bytes>,
+        queue: mpsc::Receiver<Bytes>,
         _keep: K,
     ) {
+        // Whatever happens to this task (a failed write, or an abort when the stream is
+        // given up), the session gets its budget back for every byte still queued.
+        let mut queue = ChargedQueue { queue, budget: self.budget.clone(), in_flight: None };
         while let Some(data) = queue.recv().await {
             let len = data.len();
             let result = async {
@@ -259,18 +296,15 @@ impl WritePump {
                     wr.write_all(&(len as u32).to_be_bytes()).await?;
                 }
                 wr.write_all(&data).await?;
-                if queue.is_empty() {
+                if queue.queue.is_empty() {
                     wr.flush().await?;
                 }
                 Ok::<_, std::io::Error>(())
             }
             .await;
-            self.budget.release(len);
+            queue.written();
             if let Err(e) = result {
-                queue.close();
-                while let Some(data) = queue.recv().await {
-                    self.budget.release(data.len());
-                }
+                drop(queue);
                 let reason = format!("write error: {e}");
                 let _ = self.events.send(PumpEvent::WriteFailed { id: self.id, reason }).await;
                 return;
