@@ -12,8 +12,10 @@
 //      parseConnectString).
 //   2. The promise API: `const gw = await Gateway.connect()`, then
 //      `gw.listen()`, `gw.connect()`, `Connection` objects with events and
-//      async iteration; and the presence extension: `await gw.subscribe()`,
-//      `gw.peers()`, `gw.localListeners()`, `gw.findProtocols(prefix)`.
+//      async iteration (`conn.relayed` / `conn.relay` when the stream goes
+//      through a circuit relay); and the presence extension:
+//      `await gw.subscribe()`, `gw.peers()`, `gw.localListeners()`,
+//      `gw.findProtocols(prefix)`.
 //   3. The callback API of the original Go project's protocol.js
 //      (`import libp2p from './protocol.js'; libp2p.startProtocol(url, handler)`),
 //      kept so pages written for it run unchanged.
@@ -37,8 +39,11 @@ export const ClientType = Object.freeze({
 });
 
 /**
- * Server-to-client message types (byte 0). 11 to 13 belong to the presence extension,
- * sent only to a session that subscribed; types from 14 on are future extensions.
+ * Server-to-client message types (byte 0). 0 to 10 are the original protocol. From 11 on
+ * they are opt-in extensions, sent only to a session that sent a Presence message (ON 1
+ * or 0): 11 to 14 belong to the presence extension (to a session that subscribed);
+ * 15, Relayed `[ID:8][RELAY: rest]`, follows the Peer Connection or Listener Connection
+ * of a stream that goes through a circuit relay. Types from 16 on are future extensions.
  */
 export const ServerType = Object.freeze({
     Hello: 0,
@@ -56,6 +61,7 @@ export const ServerType = Object.freeze({
     LocalListener: 12,
     PresenceReady: 13,
     PresenceResync: 14,
+    Relayed: 15,
 });
 
 /**
@@ -346,7 +352,8 @@ function decodeConnect(b) {
  *   {type: 'ProtocolError', msg}
  *   {type: 'Peer', state, peerID, info}     state: 0..255 (see PeerState); info: JSON text or an object
  *   {type: 'LocalListener', up, protocol}
- *   {type: 'PresenceReady'}
+ *   {type: 'PresenceReady'} | {type: 'PresenceResync'}
+ *   {type: 'Relayed', id, relay}            relay: the relay's base58 peer id, or '' if unknown
  */
 export function encodeServerMessage(msg) {
     if (typeof msg?.type !== 'string' || !Object.hasOwn(ServerType, msg.type)) {
@@ -388,6 +395,8 @@ export function encodeServerMessage(msg) {
         case 'PresenceReady':
         case 'PresenceResync':
             return w.finish();
+        case 'Relayed':
+            return w.id(msg.id).rest(msg.relay ?? '').finish();
     }
     throw new TypeError(`unknown server message type ${msg.type}`);
 }
@@ -395,9 +404,11 @@ export function encodeServerMessage(msg) {
 /**
  * Decodes one server message. Throws an Error on an empty or truncated message or
  * invalid UTF-8 in a text field; ignores trailing bytes it does not expect. A type
- * this library does not know (14 and up, future extensions) decodes to
+ * this library does not know (16 and up, future extensions) decodes to
  * `{type: 'Unknown', code, body}` so callers can skip it. A Peer message's `info` is
  * the JSON text as sent (parse it with parsePeerInfo), its `state` the STATE byte.
+ * Relayed decodes to `{type: 'Relayed', id, relay}`, `id` a BigInt like every other
+ * connection id, `relay` a string ('' when the daemon does not know the relay).
  */
 export function decodeServerMessage(bytes) {
     const b = toBytes(bytes);
@@ -455,6 +466,10 @@ export function decodeServerMessage(bytes) {
             return { type: 'PresenceReady' };
         case ServerType.PresenceResync:
             return { type: 'PresenceResync' };
+        case ServerType.Relayed: {
+            const id = r.id();
+            return { type: 'Relayed', id, relay: r.restText('RELAY') };
+        }
     }
     /* c8 ignore next */
     throw new Error(`unknown message type ${code}`);
@@ -716,22 +731,40 @@ function isPresenceError(text) {
     return /^Presence\b|unknown message type 6\b/.test(text);
 }
 
+// The answer of a daemon that knows no extension at all to any Presence message.
+function isUnknownPresence(text) {
+    return /unknown message type 6\b/.test(text);
+}
+
 // ------------------------------------------------------------------ promise API
 
 const kSend = Symbol('send');
 const kData = Symbol('data');
 const kClosed = Symbol('closed');
 const kForget = Symbol('forget');
+const kRelayed = Symbol('relayed');
 
 /**
  * One libp2p stream, opened by `Gateway.connect()` (incoming = false) or accepted by a
  * listener (incoming = true, delivered by the gateway's `connection` event).
  *
- * Events: `data` (detail: Uint8Array; with a framed protocol one event per frame) and
- * `close` (detail: the reason text). Data that arrives while nobody consumes it (no
- * `data` listener, no running async iteration) is kept and handed to the next consumer.
+ * Events: `data` (detail: Uint8Array; with a framed protocol one event per frame),
+ * `close` (detail: the reason text) and `relayed` (detail: the relay's peer id, see
+ * below). Data that arrives while nobody consumes it (no `data` listener, no running
+ * async iteration) is kept and handed to the next consumer.
  *
  *   for await (const chunk of conn) { ... }   // ends when the connection closes
+ *
+ * Relayed streams: `relayed` is true when the stream goes through a circuit relay, and
+ * `relay` is then the relay's base58 peer id ('' when the daemon does not know it). The
+ * daemon says so in a Relayed message that comes right after the Peer Connection or
+ * Listener Connection and before any data of the stream. connect() resolves, and the
+ * gateway's `connection` event fires, on that first message, so at that moment
+ * `relayed` may still be false and turn true just after: it is final by the first
+ * `data` event. To react to it, read `conn.relayed` and listen for `relayed` (fired once,
+ * on the connection and on its gateway); a listener added in the same task as the
+ * `await gw.connect(...)` or the `connection` handler never misses it. A daemon without
+ * the extension never sends Relayed: `relayed` stays false there.
  */
 export class Connection extends EventTarget {
     #gateway;
@@ -754,6 +787,10 @@ export class Connection extends EventTarget {
         /** Set once the connection is closed; `reason` says why. */
         this.closed = false;
         this.reason = null;
+        /** True when the stream goes through a circuit relay (see above: may turn true just after creation). */
+        this.relayed = false;
+        /** The relay's base58 peer id when `relayed` ('' when not relayed, or the relay is unknown). */
+        this.relay = '';
     }
 
     get gateway() {
@@ -898,6 +935,15 @@ export class Connection extends EventTarget {
         else this.#deliver(chunk);
     }
 
+    // The daemon's Relayed message for this stream; returns whether it changed anything.
+    [kRelayed](relay) {
+        if (this.closed || this.relayed) return false;
+        this.relayed = true;
+        this.relay = relay;
+        fire(this, 'relayed', relay);
+        return true;
+    }
+
     [kClosed](reason) {
         if (this.closed) return;
         this.closed = true;
@@ -922,7 +968,16 @@ export class Connection extends EventTarget {
  * Events: `connection` (detail: an incoming Connection), `identify` (detail: {peerID,
  * addresses, public, key}), `error` (detail: a Protocol Error text from the daemon),
  * `listenerclosed` (detail: protocol, when the daemon closes a listener unasked),
- * `close` (detail: {code, reason}: the WebSocket closed; every connection closed too).
+ * `relayed` (detail: the Connection, which just learned it goes through a relay: see
+ * Connection), `close` (detail: {code, reason}: the WebSocket closed; every connection
+ * closed too).
+ *
+ * Extensions: right after the first Identify (not before: the original daemon closes a
+ * socket whose first message is not Start), the gateway sends Presence OFF, which opts
+ * the session in to the daemon's extension messages (Relayed) without subscribing to
+ * presence. A daemon without extensions ignores it, or answers the Protocol Error
+ * "unknown message type 6", which the gateway swallows (no `error` event). Pass
+ * `{extensions: false}` to Gateway.connect() to send nothing of the kind.
  *
  * Presence (after `await gw.subscribe()`, see PROTOCOL.md "Extension: presence"): the
  * gateway keeps a table of the peers the node knows and of the protocols the daemon's
@@ -943,6 +998,8 @@ export class Gateway extends EventTarget {
     #pendingConnects = []; // [{peer, peerID, protocol, resolve, reject}], oldest first
     #ready;
     #identified = false;
+    #extensions; // whether to opt in to extension messages after the first Identify
+    #presenceSent = false; // a Presence message (the opt-in, or ON/OFF) went out
     #presence = {
         subscribed: false, // a Presence ON went out, and no OFF since
         pending: [], // subscribe() calls waiting for their Presence Ready, oldest first
@@ -956,7 +1013,9 @@ export class Gateway extends EventTarget {
      * url: default ws(s)://<page host>/libp2p. options: {WebSocket} (a WebSocket class,
      * default globalThis.WebSocket), {key} (the private key to start the node with,
      * default the one stored in localStorage under 'libp2p-websocket-key'), {storage}
-     * (a localStorage-like object, or null for none).
+     * (a localStorage-like object, or null for none), {extensions} (default true: opt in
+     * to extension messages such as Relayed; false sends no Presence unless subscribe()
+     * is called).
      */
     static async connect(url, options = {}) {
         if (url !== undefined && url !== null && typeof url === 'object' && !(url instanceof URL)) {
@@ -982,6 +1041,7 @@ export class Gateway extends EventTarget {
         this.#ws = ws;
         this.#storage = options.storage !== undefined ? options.storage : defaultStorage();
         this.#startKey = options.key;
+        this.#extensions = options.extensions !== false;
         this.peerID = null;
         this.addresses = [];
         this.public = false;
@@ -1076,6 +1136,7 @@ export class Gateway extends EventTarget {
                 reject(err);
                 return;
             }
+            this.#presenceSent = true;
             p.subscribed = true;
             if (p.pending.length === 0) p.snapshot = { peers: new Set(), listeners: new Set() };
             p.pending.push({ resolve, reject });
@@ -1089,6 +1150,7 @@ export class Gateway extends EventTarget {
     unsubscribe() {
         const p = this.#presence;
         this[kSend]({ type: 'Presence', on: false });
+        this.#presenceSent = true;
         const waiting = p.pending;
         this.#resetPresence();
         for (const entry of waiting) entry.reject(new Error('unsubscribed'));
@@ -1278,6 +1340,19 @@ export class Gateway extends EventTarget {
         this.#connections.delete(id);
     }
 
+    // Presence OFF opts the session in to extension messages without subscribing. Sent
+    // once, after the node is identified, and only when no Presence went out before (a
+    // later one would end a subscription on the daemon).
+    #optIn() {
+        if (!this.#extensions || this.#presenceSent) return;
+        try {
+            this[kSend]({ type: 'Presence', on: false });
+        } catch {
+            return; // the socket is going away; its close event says so
+        }
+        this.#presenceSent = true;
+    }
+
     #receive(bytes) {
         let m;
         try {
@@ -1316,6 +1391,7 @@ export class Gateway extends EventTarget {
                     }
                 }
                 this.#identified = true;
+                this.#optIn();
                 this.#ready.resolve(this);
                 fire(this, 'identify', { peerID: this.peerID, addresses: this.addresses, public: this.public, key: this.key });
                 break;
@@ -1371,6 +1447,13 @@ export class Gateway extends EventTarget {
                 break;
             }
             case 'ProtocolError':
+                if (isUnknownPresence(m.msg) && this.#presence.pending.length === 0) {
+                    // A daemon without extensions answering a Presence that no subscribe()
+                    // waits for: the opt-in (or an unsubscribe). Nothing is wrong. (With a
+                    // subscribe() waiting, the first such answer rejects it, whichever
+                    // Presence it answers: the daemon has no presence either way.)
+                    break;
+                }
                 if (!this.#identified) this.#ready.reject(new Error(m.msg));
                 if (isPresenceError(m.msg)) this.#onPresenceError(m.msg);
                 fire(this, 'error', m.msg);
@@ -1387,6 +1470,12 @@ export class Gateway extends EventTarget {
             case 'PresenceResync':
                 this.#onPresenceResync();
                 break;
+            case 'Relayed': {
+                // an id this session does not have (any more) is ignored
+                const conn = this.#connections.get(m.id);
+                if (conn?.[kRelayed](m.relay)) fire(this, 'relayed', conn);
+                break;
+            }
             default:
                 break; // a newer daemon's message: ignore
         }
@@ -1518,7 +1607,9 @@ export function startProtocol(urlStr, handler, options = {}) {
             case 'Listening':
                 return callHandler(handler, 'listening', [m.protocol]);
             default:
-                return undefined; // unknown (newer) message types are ignored
+                // Extension messages (presence, Relayed: this API never opts in, so a daemon
+                // does not send them) and unknown (newer) message types are ignored.
+                return undefined;
         }
     });
     ws.addEventListener('open', () => console.log('libp2p-websocket: connected, waiting for the node...'));

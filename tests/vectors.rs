@@ -83,6 +83,9 @@ fn server_json(msg: &ServerMsg) -> Value {
         }
         ServerMsg::PresenceReady => json!({"type": "PresenceReady"}),
         ServerMsg::PresenceResync => json!({"type": "PresenceResync"}),
+        ServerMsg::Relayed { id, relay } => {
+            json!({"type": "Relayed", "id": id.to_string(), "relay": relay})
+        }
     }
 }
 

@@ -123,6 +123,12 @@ pub enum ServerMsg {
     PresenceReady,
     /// Extension: the session fell behind; the whole state follows, then Presence Ready.
     PresenceResync,
+    /// Extension: the stream `id` (just announced by Peer Connection or Listener
+    /// Connection) runs over a connection relayed by `relay` (a base58 peer id).
+    Relayed {
+        id: ConnId,
+        relay: String,
+    },
 }
 
 /// Message type bytes, client to server.
@@ -158,6 +164,7 @@ pub mod server_type {
     pub const PRESENCE_READY: u8 = 13;
     /// Extension (presence).
     pub const PRESENCE_RESYNC: u8 = 14;
+    pub const RELAYED: u8 = 15;
 }
 
 /// Bytes in front of the payload of a Data message: type and ID.
@@ -477,6 +484,11 @@ impl ServerMsg {
             }
             Self::PresenceReady => out.put_u8(server_type::PRESENCE_READY),
             Self::PresenceResync => out.put_u8(server_type::PRESENCE_RESYNC),
+            Self::Relayed { id, relay } => {
+                out.put_u8(server_type::RELAYED);
+                out.put_u64(*id);
+                out.put_slice(relay.as_bytes());
+            }
         }
         out.freeze()
     }
@@ -504,6 +516,7 @@ impl ServerMsg {
             Self::Peer { peer_id, info, .. } => 1 + 2 + peer_id.len() + info.len(),
             Self::LocalListener { protocol, .. } => 1 + protocol.len(),
             Self::PresenceReady | Self::PresenceResync => 0,
+            Self::Relayed { relay, .. } => 8 + relay.len(),
         }
     }
 
@@ -576,6 +589,10 @@ impl ServerMsg {
             }
             server_type::PRESENCE_READY => Self::PresenceReady,
             server_type::PRESENCE_RESYNC => Self::PresenceResync,
+            server_type::RELAYED => {
+                let mut r = Reader::new("Relayed", body);
+                Self::Relayed { id: r.id()?, relay: r.rest_str("RELAY")? }
+            }
             server_type::LISTENING => {
                 Self::Listening { protocol: Reader::new("Listening", body).rest_str("PROTOCOL")? }
             }
@@ -658,6 +675,7 @@ mod tests {
                 .prop_map(|(up, protocol)| ServerMsg::LocalListener { up, protocol }),
             Just(ServerMsg::PresenceReady),
             Just(ServerMsg::PresenceResync),
+            (any::<u64>(), text).prop_map(|(id, relay)| ServerMsg::Relayed { id, relay }),
         ]
     }
 

@@ -8,6 +8,7 @@ import { readFileSync } from 'node:fs';
 
 import {
     PeerState,
+    ServerType,
     decodeClientMessage,
     decodeServerMessage,
     encodeClientMessage,
@@ -55,10 +56,12 @@ test('every server message type has a vector', () => {
     for (const type of [
         'Hello', 'Identify', 'ListenerConnection', 'ConnectionClosed', 'Data', 'ListenRefused',
         'ListenerClosed', 'PeerConnection', 'PeerConnectionRefused', 'ProtocolError', 'Listening',
-        'Peer', 'LocalListener', 'PresenceReady',
+        'Peer', 'LocalListener', 'PresenceReady', 'PresenceResync', 'Relayed',
     ]) {
         assert.ok(seen.has(type), type);
     }
+    // and every type this library knows is in that list
+    assert.deepEqual(Object.keys(ServerType).filter((t) => !seen.has(t)), []);
 });
 
 for (const v of vectors.client) {
@@ -120,9 +123,9 @@ test('truncated server messages throw Errors naming the message', () => {
 });
 
 test('unknown server message types decode as Unknown', () => {
-    const m = decodeServerMessage(unhex('0f01'));
+    const m = decodeServerMessage(unhex('1001'));
     assert.equal(m.type, 'Unknown');
-    assert.equal(m.code, 15);
+    assert.equal(m.code, 16);
     assert.deepEqual([...m.body], [1]);
     assert.equal(decodeServerMessage(unhex('ff')).type, 'Unknown');
 });
@@ -144,6 +147,28 @@ test('presence messages: truncation, flags and trailing bytes', () => {
     assert.throws(() => decodeClientMessage(unhex('06')), /Presence: message too short for ON/);
     assert.equal(hex(encodeClientMessage({ type: 'Presence', on: 1 })), '0601');
     assert.equal(hex(encodeClientMessage({ type: 'Presence' })), '0600');
+});
+
+test('Relayed (15): vectors, BigInt ids, truncation, an empty or missing RELAY', () => {
+    assert.equal(ServerType.Relayed, 15);
+    const relayed = vectors.server.filter((v) => v.msg.type === 'Relayed');
+    assert.ok(relayed.length >= 2, 'the Relayed vectors are in messages.json');
+    assert.ok(relayed.some((v) => v.msg.relay === ''), 'one with an empty RELAY');
+    assert.ok(relayed.some((v) => /^(12D3KooW|Qm)[1-9A-HJ-NP-Za-km-z]+$/.test(v.msg.relay)), 'one with a base58 relay id');
+    for (const v of relayed) {
+        const m = decodeServerMessage(unhex(v.hex));
+        assert.equal(typeof m.id, 'bigint');
+        assert.deepEqual(Object.keys(m), ['type', 'id', 'relay']);
+    }
+    const max = decodeServerMessage(unhex('0f' + 'ff'.repeat(8) + hex(Buffer.from('R'))));
+    assert.deepEqual(max, { type: 'Relayed', id: (1n << 64n) - 1n, relay: 'R' });
+    assert.throws(() => decodeServerMessage(unhex('0f')), /^Error: Relayed: message too short for ID \(needs 8 bytes, has 0\)/);
+    assert.throws(() => decodeServerMessage(unhex('0f' + '00'.repeat(7))), /Relayed: message too short for ID \(needs 8 bytes, has 7\)/);
+    assert.throws(() => decodeServerMessage(unhex('0f' + '00'.repeat(8) + 'ff')), /Relayed: RELAY is not valid UTF-8/);
+    // RELAY left out encodes as empty; numbers and decimal strings are accepted as ids
+    assert.equal(hex(encodeServerMessage({ type: 'Relayed', id: 3 })), '0f0000000000000003');
+    assert.equal(hex(encodeServerMessage({ type: 'Relayed', id: '258', relay: 'R' })), '0f0000000000000102' + hex(Buffer.from('R')));
+    assert.throws(() => encodeServerMessage({ type: 'Relayed', id: -1n, relay: '' }), RangeError);
 });
 
 test('Peer: INFO may be given as an object; STATE must be a byte', () => {
@@ -235,7 +260,7 @@ test('fuzz: decoding random bytes yields a message or throws an Error', () => {
             // mostly small values and '/', so lengths and flags are often plausible
             bytes[j] = rand() < 0.5 ? small[Math.floor(rand() * small.length)] : Math.floor(rand() * 256);
         }
-        if (len > 0 && rand() < 0.8) bytes[0] = Math.floor(rand() * 15);
+        if (len > 0 && rand() < 0.8) bytes[0] = Math.floor(rand() * 17);
         for (const decode of [decodeClientMessage, decodeServerMessage]) {
             const r = decodeOrError(decode, bytes);
             if (r.msg) decoded++;
@@ -267,7 +292,7 @@ test('fuzz: decoded messages re-encode to messages that decode the same', () => 
         const len = 1 + Math.floor(rand() * 40);
         const bytes = new Uint8Array(len);
         for (let j = 0; j < len; j++) bytes[j] = rand() < 0.4 ? Math.floor(rand() * 3) : Math.floor(rand() * 128);
-        bytes[0] = Math.floor(rand() * 14);
+        bytes[0] = Math.floor(rand() * 16); // every type the library knows
         const s = decodeOrError(decodeServerMessage, bytes);
         if (s.msg) assert.deepEqual(decodeServerMessage(encodeServerMessage(s.msg)), s.msg);
         if ((bytes[0] >= 1 && bytes[0] <= 4) || bytes[0] === 6) {

@@ -53,6 +53,11 @@ class FakeDaemon {
         this.known = new Map();
         this.local = new Set();
         this.subscribed = new Set(); // sockets that subscribed
+        // The Relayed extension: sockets that sent a Presence (ON 1 or 0) get a Relayed
+        // after the Peer/Listener Connection of a stream to a peer listed here
+        // (peerID -> the relay's peer id, '' for an unknown relay).
+        this.extended = new Set();
+        this.relayedPeers = new Map();
         this.startedWithKey = null;
         const daemon = this;
         this.WebSocket = class FakeWebSocket extends EventTarget {
@@ -139,7 +144,8 @@ class FakeDaemon {
                 if (peerID.startsWith('/addrs/')) peerID = parseConnectString(peerID).peerID;
                 if (this.peers.get(peerID)?.has(msg.protocol)) {
                     const id = this.nextId++;
-                    return this.send(ws, { type: 'PeerConnection', id, peerID, protocol: msg.protocol });
+                    this.send(ws, { type: 'PeerConnection', id, peerID, protocol: msg.protocol });
+                    return this.relayed(ws, id, peerID);
                 }
                 return this.send(ws, {
                     type: 'PeerConnectionRefused',
@@ -152,6 +158,7 @@ class FakeDaemon {
                 return this.send(ws, { type: 'Data', id: msg.id, data: bytes(text(msg.data).toUpperCase()) });
             case 'Presence':
                 if (!this.presence) return this.send(ws, { type: 'ProtocolError', msg: 'unknown message type 6' });
+                this.extended.add(ws);
                 if (!msg.on) return this.subscribed.delete(ws);
                 this.subscribed.add(ws);
                 for (const [peerID, { state, info }] of this.known) {
@@ -168,7 +175,15 @@ class FakeDaemon {
     incoming(ws, peerID, protocol) {
         const id = this.nextId++;
         this.send(ws, { type: 'ListenerConnection', id, peerID, protocol });
+        this.relayed(ws, id, peerID);
         return id;
+    }
+
+    // Right after the Peer/Listener Connection, as the daemon does.
+    relayed(ws, id, peerID) {
+        if (this.extended.has(ws) && this.relayedPeers.has(peerID)) {
+            this.send(ws, { type: 'Relayed', id, relay: this.relayedPeers.get(peerID) });
+        }
     }
 }
 
@@ -198,7 +213,8 @@ test('Gateway.connect: Hello(not started) -> Start with the stored key -> Identi
     const { daemon, gw, ws } = await open({}, { storage });
     assert.equal(ws.url, 'ws://fake/libp2p');
     assert.equal(ws.binaryType, 'arraybuffer');
-    assert.deepEqual(daemon.received, [{ type: 'Start', key: 'CAESQSTORED==' }]);
+    // the gateway opts in to extension messages once the node is identified
+    assert.deepEqual(daemon.received, [{ type: 'Start', key: 'CAESQSTORED==' }, { type: 'Presence', on: false }]);
     assert.equal(gw.peerID, PEER_SELF);
     assert.deepEqual(gw.addresses, ADDRS);
     assert.equal(gw.public, false);
@@ -212,7 +228,7 @@ test('Gateway.connect: Hello(not started) -> Start with the stored key -> Identi
 
 test('Gateway.connect: a fresh node stores the key from Identify', async () => {
     const { daemon, gw, storage } = await open({ key: 'CAESQFRESH==' });
-    assert.deepEqual(daemon.received, [{ type: 'Start', key: '' }]);
+    assert.deepEqual(daemon.received, [{ type: 'Start', key: '' }, { type: 'Presence', on: false }]);
     assert.equal(storage.getItem(KEY_STORAGE_NAME), 'CAESQFRESH==');
     assert.equal(gw.key, 'CAESQFRESH==');
 });
@@ -220,7 +236,7 @@ test('Gateway.connect: a fresh node stores the key from Identify', async () => {
 test('Gateway.connect: an explicit key wins over storage; an empty KEY is not stored', async () => {
     const storage = new MemoryStorage({ [KEY_STORAGE_NAME]: 'OLD' });
     const { daemon } = await open({ key: '' }, { storage, key: 'EXPLICIT' });
-    assert.deepEqual(daemon.received, [{ type: 'Start', key: 'EXPLICIT' }]);
+    assert.deepEqual(daemon.received, [{ type: 'Start', key: 'EXPLICIT' }, { type: 'Presence', on: false }]);
     const d2 = new FakeDaemon({ key: '' });
     const s2 = new MemoryStorage();
     await Gateway.connect('ws://fake/libp2p', { WebSocket: d2.WebSocket, storage: s2 });
@@ -229,7 +245,7 @@ test('Gateway.connect: an explicit key wins over storage; an empty KEY is not st
 
 test('Gateway.connect: an already started node is not started again', async () => {
     const { daemon, gw } = await open({ started: true, publicNat: true });
-    assert.deepEqual(daemon.received, []);
+    assert.deepEqual(daemon.received, [{ type: 'Presence', on: false }]);
     assert.equal(gw.started, true);
     assert.equal(gw.public, true);
 });
@@ -449,7 +465,7 @@ test('Protocol Error becomes an error event; unknown message types are ignored',
     const errors = [];
     gw.addEventListener('error', (e) => errors.push(e.detail));
     daemon.send(ws, { type: 'ProtocolError', msg: 'Listen: FRAMES flag must be 0 or 1, got 7' });
-    daemon.send(ws, Uint8Array.of(14, 1)); // a future message type
+    daemon.send(ws, Uint8Array.of(16, 1)); // a future message type
     daemon.send(ws, Uint8Array.of(200));
     daemon.send(ws, Uint8Array.of(3, 0)); // truncated: reported, not thrown
     await gw.listen('/after');
@@ -534,7 +550,7 @@ test('subscribe: Presence ON, the daemon lists its state, resolves on Presence R
     assert.deepEqual(gw.peers(), []);
     const seen = recordPresence(gw);
     const state = await gw.subscribe();
-    assert.deepEqual(daemon.received, [{ type: 'Presence', on: true }]);
+    assert.deepEqual(daemon.received, [{ type: 'Presence', on: false }, { type: 'Presence', on: true }]);
     assert.equal(gw.subscribed, true);
     const b = { peerID: PEER_B, state: 'connected', ...info([CHAT, GAME_2]) };
     const c = { peerID: PEER_C, state: 'disconnected', ...info([GAME_PREFIX + 'old']) };
@@ -656,7 +672,7 @@ test('subscribing again refreshes the state and forgets what the daemon no longe
     assert.deepEqual(forgotten.map((d) => [d.peerID, d.state]), [[PEER_C, 'disconnected']]);
     assert.deepEqual(seen.listener.filter((l) => !l.up), [{ protocol: GAME_1, up: false }]);
     assert.equal(seen.presence.filter((d) => d.kind === 'ready').length, 2);
-    assert.deepEqual(daemon.received.map((m) => m.on), [true, true, true]);
+    assert.deepEqual(daemon.received.map((m) => m.on), [false, true, true, true]); // the opt-in first
 });
 
 test('a resync (the daemon fell behind) replaces the state: what it leaves out is gone', async () => {
@@ -741,6 +757,148 @@ test('when the WebSocket closes, a pending subscribe rejects and presence emptie
     assert.deepEqual(seen.presence, [{ kind: 'closed' }]);
     await assert.rejects(gw.subscribe(), /not open/);
     assert.throws(() => gw.unsubscribe(), /not open/);
+});
+
+// ------------------------------------------------------------------ the Relayed extension
+
+const PEER_RELAY = '12D3KooWRe1ayRe1ayRe1ayRe1ayRe1ayRe1ayRe1ayRe1ayRe1';
+
+test('extensions: one Presence OFF after Identify opts in; {extensions: false} sends none', async () => {
+    const { daemon, gw, ws } = await open();
+    assert.deepEqual(daemon.received, [{ type: 'Start', key: '' }, { type: 'Presence', on: false }]);
+    assert.ok(daemon.extended.has(ws));
+    assert.equal(gw.subscribed, false);
+    // a later Identify (another session started the node, reachability changed) does not
+    // send it again: it would end a subscription
+    await gw.subscribe();
+    daemon.identify(ws);
+    await until(() => daemon.received.length === 3 && gw.public === false, 'the second Identify');
+    await gw.listen('/sync');
+    assert.deepEqual(daemon.received.filter((m) => m.type === 'Presence').map((m) => m.on), [false, true]);
+    assert.ok(daemon.subscribed.has(ws));
+
+    const quiet = await open({ started: true }, { extensions: false });
+    assert.deepEqual(quiet.daemon.received, []);
+    quiet.daemon.relayedPeers.set(PEER_B, PEER_RELAY);
+    const conn = await quiet.gw.connect(PEER_B, '/echo');
+    conn.send('x');
+    await new Promise((resolve) => conn.addEventListener('data', resolve, { once: true }));
+    assert.equal(conn.relayed, false); // not opted in: the daemon says nothing
+});
+
+test('Relayed marks an outgoing connection, with a relayed event on it and on the gateway, before its data', async () => {
+    const { daemon, gw } = await open({ started: true });
+    daemon.relayedPeers.set(PEER_B, PEER_RELAY);
+    const onGateway = [];
+    gw.addEventListener('relayed', (e) => onGateway.push(e.detail));
+    const conn = await gw.connect(PEER_B, '/echo');
+    // connect() resolved on Peer Connection; Relayed is the next message
+    assert.equal(conn.relayed, false);
+    assert.equal(conn.relay, '');
+    const relay = await new Promise((resolve) => conn.addEventListener('relayed', (e) => resolve(e.detail)));
+    assert.equal(relay, PEER_RELAY);
+    assert.equal(conn.relayed, true);
+    assert.equal(conn.relay, PEER_RELAY);
+    assert.deepEqual(onGateway, [conn]);
+    assert.equal(gw.connections.get(conn.id).relayed, true);
+
+    // a direct stream stays unmarked
+    const direct = await gw.connect(PEER_C, CHAT);
+    direct.send('ping');
+    await new Promise((resolve) => direct.addEventListener('data', resolve, { once: true }));
+    assert.equal(direct.relayed, false);
+    assert.equal(direct.relay, '');
+    assert.deepEqual(onGateway, [conn]);
+});
+
+test('Relayed on an incoming connection is set by its first data event; an empty RELAY still marks it', async () => {
+    const { daemon, gw, ws } = await open();
+    daemon.relayedPeers.set(PEER_C, '');
+    await gw.listen(CHAT);
+    const seen = [];
+    gw.addEventListener('connection', (e) => {
+        const conn = e.detail;
+        seen.push(['connection', conn.relayed]);
+        conn.addEventListener('relayed', (ev) => seen.push(['relayed', ev.detail, conn.relayed]));
+        conn.addEventListener('data', () => seen.push(['data', conn.relayed, conn.relay]), { once: true });
+    }, { once: true });
+    const id = daemon.incoming(ws, PEER_C, CHAT);
+    daemon.send(ws, { type: 'Data', id, data: bytes('hi') });
+    await until(() => seen.length === 3, 'connection, relayed and data');
+    assert.deepEqual(seen, [['connection', false], ['relayed', '', true], ['data', true, '']]);
+
+    // a direct incoming stream: no Relayed
+    let direct;
+    gw.addEventListener('connection', (e) => (direct = e.detail));
+    const id2 = daemon.incoming(ws, PEER_B, CHAT);
+    daemon.send(ws, { type: 'Data', id: id2, data: bytes('x') });
+    await until(() => direct, 'the direct connection');
+    await new Promise((resolve) => direct.addEventListener('data', resolve, { once: true }));
+    assert.equal(direct.relayed, false);
+});
+
+test('Relayed for an unknown or closed connection id, or a second one, is ignored', async () => {
+    const { daemon, gw, ws } = await open({ started: true });
+    const errors = [];
+    const relayed = [];
+    gw.addEventListener('error', (e) => errors.push(e.detail));
+    gw.addEventListener('relayed', (e) => relayed.push(e.detail));
+    daemon.send(ws, { type: 'Relayed', id: 999n, relay: PEER_RELAY });
+    daemon.send(ws, { type: 'Relayed', id: (1n << 64n) - 1n, relay: '' });
+    const conn = await gw.connect(PEER_B, CHAT);
+    daemon.send(ws, { type: 'Relayed', id: conn.id, relay: PEER_RELAY });
+    daemon.send(ws, { type: 'Relayed', id: conn.id, relay: 'a second opinion' }); // not the daemon's way: ignored
+    await gw.listen('/sync');
+    assert.deepEqual([conn.relayed, conn.relay], [true, PEER_RELAY]);
+    const closed = await gw.connect(PEER_C, CHAT);
+    closed.close();
+    daemon.send(ws, { type: 'Relayed', id: closed.id, relay: PEER_RELAY });
+    await gw.listen('/sync2');
+    assert.deepEqual([closed.relayed, closed.relay], [false, '']);
+    assert.deepEqual(relayed, [conn]);
+    assert.deepEqual(errors, []);
+    assert.deepEqual([...gw.connections.keys()], [conn.id]);
+});
+
+test('a daemon without extensions answers the opt-in with a Protocol Error: swallowed, all else works', async () => {
+    for (const started of [false, true]) {
+        const daemon = new FakeDaemon({ started });
+        daemon.presence = false; // "unknown message type 6" to every Presence
+        daemon.relayedPeers.set(PEER_B, PEER_RELAY);
+        // built by hand so that the listeners see everything from the first message on
+        const gw = new Gateway(new daemon.WebSocket('ws://fake/libp2p'), { storage: null });
+        const errors = [];
+        gw.addEventListener('error', (e) => errors.push(e.detail));
+        const identified = new Promise((resolve) => gw.addEventListener('identify', resolve, { once: true }));
+        await identified;
+        const ws = daemon.sockets[0];
+        assert.deepEqual(daemon.received.slice(-1), [{ type: 'Presence', on: false }], `started ${started}`);
+        assert.equal(await gw.listen(CHAT), CHAT); // the error to the opt-in arrived before this
+        assert.deepEqual(errors, [], `started ${started}`);
+        const conn = await gw.connect(PEER_B, '/echo');
+        conn.send('x');
+        await new Promise((resolve) => conn.addEventListener('data', resolve, { once: true }));
+        assert.equal(conn.relayed, false);
+        const id = daemon.incoming(ws, PEER_C, CHAT);
+        await until(() => gw.connections.has(id), 'the incoming connection');
+        // presence is still refused the way it was, with one error event for the one subscribe
+        await assert.rejects(gw.subscribe(), /presence is not available: unknown message type 6/);
+        assert.deepEqual(errors, ['unknown message type 6']);
+        assert.equal(gw.closed, false);
+        gw.close();
+    }
+});
+
+test('a daemon that ignores unknown messages (the original Go daemon) is not bothered by the opt-in', async () => {
+    const daemon = new FakeDaemon();
+    const handle = daemon.handle.bind(daemon);
+    daemon.handle = (ws, msg) => (msg.type === 'Presence' ? undefined : handle(ws, msg));
+    const gw = await Gateway.connect('ws://fake/libp2p', { WebSocket: daemon.WebSocket, storage: null });
+    // Start first: that daemon closes a socket whose first message is anything else
+    assert.deepEqual(daemon.received.map((m) => m.type), ['Start', 'Presence']);
+    assert.equal(await gw.listen(CHAT), CHAT);
+    const conn = await gw.connect(PEER_B, CHAT);
+    assert.equal(conn.relayed, false);
 });
 
 // ------------------------------------------------------------------ the original's callback API
@@ -910,7 +1068,7 @@ test('commands before startProtocol throw a clear error', async () => {
     assert.throws(() => fresh.listen('/x', true), /startProtocol\(\) has not been called/);
 });
 
-test('the callback API ignores presence messages', async () => {
+test('the callback API ignores presence and Relayed messages', async () => {
     const daemon = new FakeDaemon({ started: true });
     const handler = new RecordingHandler();
     const ws = libp2p.startProtocol('ws://fake/libp2p', handler, { WebSocket: daemon.WebSocket });
@@ -918,6 +1076,8 @@ test('the callback API ignores presence messages', async () => {
     daemon.send(ws, { type: 'Peer', state: 2, peerID: PEER_B, info: '{}' });
     daemon.send(ws, { type: 'LocalListener', up: true, protocol: CHAT });
     daemon.send(ws, { type: 'PresenceReady' });
+    daemon.send(ws, { type: 'PresenceResync' });
+    daemon.send(ws, { type: 'Relayed', id: 0n, relay: PEER_RELAY });
     daemon.send(ws, { type: 'ProtocolError', msg: 'last' });
     await until(() => handler.calls.some((c) => c[0] === 'error'), 'error');
     assert.deepEqual(handler.calls.map((c) => c[0]), ['hello', 'ident', 'error']);

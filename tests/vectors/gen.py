@@ -21,8 +21,12 @@ layout can express, so it re-encodes too.
 
 The presence extension (PROTOCOL.md, last section) adds client type 6 (Presence,
 `[ON:1]`) and server types 11 (Peer, `[STATE:1][PEERID: str][INFO: rest]`, INFO
-kept as its JSON text), 12 (Local Listener, `[UP:1][PROTOCOL: rest]`) and 13
-(Presence Ready, empty).
+kept as its JSON text), 12 (Local Listener, `[UP:1][PROTOCOL: rest]`), 13
+(Presence Ready, empty) and 14 (Presence Resync, empty). Server type 15 (Relayed,
+`[ID:8][RELAY: rest]`) is an extension message too: it follows the Peer Connection or
+Listener Connection of a stream that goes through a circuit relay, and RELAY is the
+relay's base58 peer id (empty when the daemon does not know it). Only sessions that sent
+a Presence message (ON 1 or 0) receive types 11 and up.
 """
 
 import base64
@@ -69,6 +73,14 @@ def ed25519_peer_id(label: str) -> str:
     return peer_id
 
 
+def sha256_peer_id(label: str) -> str:
+    """A peer id of the older kind (RSA keys): the sha2-256 multihash of a public key."""
+    digest = hashlib.sha256(fixed_bytes("rsa:" + label, 270)).digest()
+    peer_id = b58encode(bytes([0x12, 0x20]) + digest)
+    assert peer_id.startswith("Qm"), peer_id
+    return peer_id
+
+
 def u8(v: int) -> bytes:
     return bytes([v])
 
@@ -111,6 +123,7 @@ PEER_A = ed25519_peer_id("alice")
 PEER_B = ed25519_peer_id("bob")
 PEER_RELAY = ed25519_peer_id("relay")
 PEER_C = ed25519_peer_id("carol")
+PEER_RELAY_RSA = sha256_peer_id("relay")
 
 # The base64 protobuf encoding of an Ed25519 private key, as Identify's KEY carries it:
 # 08 01 (type Ed25519) 12 40 (64 bytes: secret then public).
@@ -259,6 +272,8 @@ def decode_server(b: bytes) -> dict:
         return {"type": "PresenceReady"}
     if t == 14:
         return {"type": "PresenceResync"}
+    if t == 15:
+        return {"type": "Relayed", "id": r.id(), "relay": text()}
     raise AssertionError(t)
 
 
@@ -393,6 +408,13 @@ def server_vectors() -> list[dict]:
         {"type": "LocalListener", "up": False, "protocol": CHAT})
     add("presence ready", u8(13), {"type": "PresenceReady"})
     add("presence resync", u8(14), {"type": "PresenceResync"})
+
+    # Extension: Relayed (15), right after the Peer Connection / Listener Connection of a
+    # stream that goes through a circuit relay, to sessions that sent a Presence message.
+    add("relayed", u8(15) + u64(9) + rest(PEER_RELAY), {"type": "Relayed", "id": "9", "relay": PEER_RELAY})
+    add("relayed, relay unknown", u8(15) + u64(0), {"type": "Relayed", "id": "0", "relay": ""})
+    add("relayed, max id, Qm relay", u8(15) + u64(2**64 - 1) + rest(PEER_RELAY_RSA),
+        {"type": "Relayed", "id": str(2**64 - 1), "relay": PEER_RELAY_RSA})
     return v
 
 
