@@ -8,7 +8,7 @@ use libp2p::Multiaddr;
 
 use crate::{
     config::{Config, Limits},
-    node::{NodeConfig, NodeKey},
+    node::{NodeConfig, NodeKey, RelayLimits},
 };
 
 /// The public IPFS bootstrap peers, as the original used by default.
@@ -60,12 +60,35 @@ pub struct Cli {
     /// Clear the default bootstrap list (the public IPFS bootstrap peers)
     #[arg(long)]
     pub nopeers: bool,
-    /// Report this node as publicly reachable (Identify's PUBLIC=1)
+    /// Report this node as publicly reachable (Identify's PUBLIC=1; also makes it a
+    /// Kademlia server) instead of asking AutoNAT
     #[arg(long, conflicts_with = "fakenatprivate")]
     pub fakenatpublic: bool,
-    /// Report this node as behind a NAT (Identify's PUBLIC=0)
+    /// Report this node as behind a NAT (Identify's PUBLIC=0) instead of asking AutoNAT
     #[arg(long)]
     pub fakenatprivate: bool,
+    /// Turn off mDNS (on by default: daemons on one LAN find each other with no flags)
+    #[arg(long)]
+    pub nomdns: bool,
+    /// Act as a circuit relay v2 for other peers, within the --relay-max-* limits
+    #[arg(long)]
+    pub relay: bool,
+    /// Relay: reservations held at once (peers reachable through this relay)
+    #[arg(long, value_name = "N", default_value_t = RelayLimits::default().max_reservations)]
+    pub relay_max_reservations: usize,
+    /// Relay: circuits (relayed connections) open at once
+    #[arg(long, value_name = "N", default_value_t = RelayLimits::default().max_circuits)]
+    pub relay_max_circuits: usize,
+    /// Relay: seconds a circuit may last before the relay closes it
+    #[arg(long, value_name = "SECS", default_value_t = RelayLimits::default().circuit_duration.as_secs())]
+    pub relay_circuit_secs: u64,
+    /// Relay: bytes a circuit may carry (each way) before the relay closes it
+    #[arg(long, value_name = "BYTES", default_value_t = RelayLimits::default().circuit_bytes)]
+    pub relay_circuit_bytes: u64,
+    /// Keep a reservation on this relay (MULTIADDR ending in /p2p/RELAY_ID), so peers can
+    /// reach this node through it when it is behind a NAT (repeatable)
+    #[arg(long, value_name = "MULTIADDR", value_parser = parse_relay_addr)]
+    pub relay_via: Vec<Multiaddr>,
     /// Admit WebSocket connections from pages of this origin too (repeatable)
     #[arg(long, value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
@@ -158,6 +181,14 @@ impl Cli {
                 max_connections: self.max_connections,
                 max_connections_per_peer: self.max_connections_per_peer,
                 max_memory: self.max_memory_mib << 20,
+                mdns: !self.nomdns,
+                relay: self.relay.then_some(RelayLimits {
+                    max_reservations: self.relay_max_reservations,
+                    max_circuits: self.relay_max_circuits,
+                    circuit_duration: Duration::from_secs(self.relay_circuit_secs),
+                    circuit_bytes: self.relay_circuit_bytes,
+                }),
+                relay_via: self.relay_via,
             },
             key,
             addr_host: Some(self.addr),
@@ -175,6 +206,15 @@ impl Cli {
                 ..Limits::default()
             },
         })
+    }
+}
+
+/// A `--relay-via` address: a multiaddr that names the relay's peer id at its end.
+fn parse_relay_addr(text: &str) -> Result<Multiaddr, String> {
+    let addr: Multiaddr = text.parse().map_err(|e| format!("{e}"))?;
+    match addr.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(_)) => Ok(addr),
+        _ => Err("the relay's address must end in /p2p/<RELAY_PEER_ID>".into()),
     }
 }
 

@@ -63,7 +63,8 @@ pub struct Config {
 }
 
 impl Config {
-    /// A configuration for tests and embedding: loopback-only libp2p, no bootstrap peers.
+    /// A configuration for tests and embedding: loopback-only libp2p, no bootstrap peers,
+    /// no mDNS (which would talk to the LAN).
     pub fn local() -> Self {
         Self {
             node: NodeConfig {
@@ -75,6 +76,9 @@ impl Config {
                 max_connections: 1024,
                 max_connections_per_peer: 8,
                 max_memory: 1024 << 20,
+                mdns: false,
+                relay: None,
+                relay_via: Vec::new(),
             },
             key: None,
             addr_host: None,

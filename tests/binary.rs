@@ -99,6 +99,10 @@ fn version_and_help() {
         "--nopeers",
         "--fakenatpublic",
         "--fakenatprivate",
+        "--nomdns",
+        "--relay",
+        "--relay-via",
+        "--relay-max-circuits",
         "--version",
         "--allow-origin",
     ] {

@@ -71,7 +71,7 @@ impl Proc {
     /// flags, and waits for the URL it logs.
     pub fn daemon(name: &str, listen: &[&str], extra: &[&str]) -> Result<(Self, u16), String> {
         let mut command = Command::new(DAEMON);
-        command.args(["-nopeers", "-nobrowse", "-port", "0", "-addr", "127.0.0.1"]);
+        command.args(["-nopeers", "-nomdns", "-nobrowse", "-port", "0", "-addr", "127.0.0.1"]);
         for addr in listen {
             assert!(addr.starts_with("/ip4/127.0.0.1/"), "the bench stays on loopback");
             command.args(["-listen", addr]);

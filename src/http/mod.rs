@@ -95,6 +95,8 @@ async fn status(State(state): State<AppState>) -> axum::Json<serde_json::Value> 
             "peer_id": node.peer_id().to_base58(),
             "connections": connections,
             "known_peers": known_peers,
+            "reachability": node.reachability().as_str(),
+            "addresses": node.addresses().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
         })
     });
     axum::Json(serde_json::json!({

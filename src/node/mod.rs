@@ -19,13 +19,15 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 pub use keys::{KeyError, NodeKey};
-pub use peers::{PeerEvent, PeerState, PeerTable};
+pub use peers::{Path, PeerEvent, PeerState, PeerTable};
 pub use streams::{PeerStreams, StreamSlot};
 
 use crate::protocol::ConnectTarget;
 
 /// How long a Connect may take to dial a peer and open its stream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long after the node starts an Identify may wait for AutoNAT's verdict.
+pub const REACHABILITY_WAIT: Duration = Duration::from_secs(10);
 /// How long the node waits for its listeners to report their addresses at start.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
 /// Commands queued for the event loop.
@@ -50,6 +52,34 @@ pub struct NodeConfig {
     pub max_connections_per_peer: u32,
     /// Bytes of memory the process may use before new connections are denied.
     pub max_memory: usize,
+    /// Find peers on the LAN with mDNS.
+    pub mdns: bool,
+    /// Act as a circuit relay v2 with these limits.
+    pub relay: Option<RelayLimits>,
+    /// Relays to keep a reservation on (each ends in `/p2p/RELAY_ID`).
+    pub relay_via: Vec<Multiaddr>,
+}
+
+/// What a relay run by this node allows.
+#[derive(Debug, Clone)]
+pub struct RelayLimits {
+    pub max_reservations: usize,
+    pub max_circuits: usize,
+    pub circuit_duration: Duration,
+    pub circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    /// The circuit relay v2 defaults: a relay helps peers meet (and hole-punch), it is not
+    /// meant to carry their traffic for long.
+    fn default() -> Self {
+        Self {
+            max_reservations: 128,
+            max_circuits: 16,
+            circuit_duration: Duration::from_secs(120),
+            circuit_bytes: 1 << 17,
+        }
+    }
 }
 
 impl NodeConfig {
@@ -95,10 +125,54 @@ pub enum ConnectError {
     Stopped,
 }
 
+/// Whether the node can be reached from the public internet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reachability {
+    Unknown,
+    Public,
+    Private,
+}
+
+impl Reachability {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reachability::Unknown => "unknown",
+            Reachability::Public => "public",
+            Reachability::Private => "private",
+        }
+    }
+}
+
+/// How a Connect reaches its peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Directly: the given addresses, those the node knows, or a DHT lookup.
+    Direct,
+    /// Through any relay the node knows (its `--relay-via` relays, connected relays).
+    AnyRelay,
+    /// Through this relay (its address, ending in `/p2p/RELAY`; may be just that).
+    Relay(Multiaddr),
+}
+
+/// A stream a Connect opened.
+pub struct Connected {
+    pub stream: libp2p::Stream,
+    /// Its share of the per-peer stream limit.
+    pub slot: StreamSlot,
+    /// The relay it goes through (base58 peer id, empty when unnamed), if relayed.
+    pub relay: Option<String>,
+}
+
 /// Requests to the event loop.
 pub(crate) enum Command {
-    /// Make sure there is a connection to `peer`, dialing `addrs` (and known ones) if not.
-    Dial { peer: PeerId, addrs: Vec<Multiaddr>, reply: oneshot::Sender<Result<(), String>> },
+    /// Make sure there is a connection to `peer`, dialing if not: `addrs` and known ones
+    /// (or the DHT) on the direct route, a circuit through a relay otherwise.
+    Dial {
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        route: Route,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// The protocols browsers listen on changed: tell connected peers (identify push).
     AnnounceProtocols,
 }
@@ -115,7 +189,10 @@ struct Inner {
     commands: mpsc::Sender<Command>,
     control: libp2p_stream::Control,
     addresses: watch::Receiver<Vec<Multiaddr>>,
-    public: watch::Receiver<bool>,
+    reachability: watch::Receiver<Reachability>,
+    /// Until when an Identify waits for reachability to be known (`None`: no waiting,
+    /// the node has no one to ask).
+    settle_by: Option<tokio::time::Instant>,
     peer_streams: PeerStreams,
     peers: PeerTable,
     /// Cancelled when the last handle goes, which ends the event loop.
@@ -146,7 +223,8 @@ impl NodeHandle {
                 commands: started.commands,
                 control: started.control,
                 addresses: started.addresses,
-                public: started.public,
+                reachability: started.reachability,
+                settle_by: started.settle_by,
                 peer_streams: PeerStreams::new(config.max_streams_per_peer),
                 peers: started.peers,
                 _stop: stop.drop_guard(),
@@ -164,7 +242,29 @@ impl NodeHandle {
 
     /// Whether the node is reachable from the public internet, as far as it knows.
     pub fn is_public(&self) -> bool {
-        *self.inner.public.borrow()
+        self.reachability() == Reachability::Public
+    }
+
+    pub fn reachability(&self) -> Reachability {
+        *self.inner.reachability.borrow()
+    }
+
+    /// Watches reachability changes.
+    pub fn watch_reachability(&self) -> watch::Receiver<Reachability> {
+        self.inner.reachability.clone()
+    }
+
+    /// Waits until reachability is known, or until [`REACHABILITY_WAIT`] after the node
+    /// started, whichever is first; at once when the node has no peers to ask (no
+    /// bootstrap peer, no relay) or reachability was forced.
+    pub async fn settled_reachability(&self) -> Reachability {
+        let mut watch = self.inner.reachability.clone();
+        if let Some(deadline) = self.inner.settle_by {
+            let known = watch.wait_for(|r| *r != Reachability::Unknown);
+            let _ = tokio::time::timeout_at(deadline, known).await;
+        }
+        let now = *watch.borrow();
+        now
     }
 
     /// The node's listen addresses and confirmed external addresses.
@@ -206,12 +306,13 @@ impl NodeHandle {
     pub async fn connect(
         &self,
         target: &ConnectTarget,
+        route: Route,
         protocol: StreamProtocol,
-    ) -> Result<(libp2p::Stream, StreamSlot), ConnectError> {
+    ) -> Result<Connected, ConnectError> {
         let peer = target.peer;
         let work = async {
             let (reply, answer) = oneshot::channel();
-            let dial = Command::Dial { peer, addrs: target.addrs.clone(), reply };
+            let dial = Command::Dial { peer, addrs: target.addrs.clone(), route, reply };
             self.inner.commands.send(dial).await.map_err(|_| ConnectError::Stopped)?;
             answer
                 .await
@@ -222,6 +323,9 @@ impl NodeHandle {
                     peer,
                     limit: self.inner.peer_streams.limit(),
                 })?;
+            // With only relayed connections to the peer, the stream can only go over one
+            // of them; looked at right before the stream picks its connection.
+            let relay = self.inner.peers.relay_of(&peer);
             let stream =
                 self.control().open_stream(peer, protocol.clone()).await.map_err(|e| match e {
                     libp2p_stream::OpenStreamError::UnsupportedProtocol(p) => {
@@ -229,7 +333,7 @@ impl NodeHandle {
                     }
                     other => ConnectError::Stream { peer, reason: other.to_string() },
                 })?;
-            Ok((stream, slot))
+            Ok(Connected { stream, slot, relay })
         };
         tokio::time::timeout(CONNECT_TIMEOUT, work)
             .await

@@ -55,6 +55,9 @@ struct Record {
     info: PeerInfo,
     direct: usize,
     relayed: usize,
+    /// The relay of each relayed connection (one entry per connection; `None` where the
+    /// address did not name it).
+    relays: Vec<Option<PeerId>>,
     /// Bumped on every change, to forget the stalest first.
     touched: u64,
 }
@@ -104,6 +107,43 @@ impl PeerTable {
         (connections, table.records.len())
     }
 
+    /// The relay a stream to `peer` goes through: `Some` when every connection to it is
+    /// relayed (a stream opened now can only use one of those).
+    /// The relay's base58 peer id, or an empty string when its address did not say.
+    pub fn relay_of(&self, peer: &PeerId) -> Option<String> {
+        let table = self.lock();
+        let record = table.records.get(peer)?;
+        let relay = record.relays.first().filter(|_| record.direct == 0)?;
+        Some(relay.map(|r| r.to_base58()).unwrap_or_default())
+    }
+
+    /// The direct addresses known for `peer` (dialed, announced by identify, found by
+    /// mDNS), newest last.
+    pub fn addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {
+        let table = self.lock();
+        let Some(record) = table.records.get(peer) else { return Vec::new() };
+        record
+            .info
+            .addrs
+            .iter()
+            .filter_map(|a| a.parse::<Multiaddr>().ok())
+            .filter(|a| circuit_relay(a).is_none())
+            .collect()
+    }
+
+    /// Connected peers that identified as circuit relays (serving `protocol`).
+    pub fn connected_serving(&self, protocol: &str) -> Vec<PeerId> {
+        let table = self.lock();
+        let mut peers: Vec<PeerId> = table
+            .records
+            .iter()
+            .filter(|(_, r)| r.direct > 0 && r.info.protocols.iter().any(|p| p == protocol))
+            .map(|(peer, _)| *peer)
+            .collect();
+        peers.sort_by_key(|p| p.to_bytes());
+        peers
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<PeerEvent> {
         self.events.subscribe()
     }
@@ -112,11 +152,12 @@ impl PeerTable {
         self.update(peer, |r| (r.direct + r.relayed == 0).then_some(PeerState::Connecting));
     }
 
-    pub(super) fn connected(&self, peer: PeerId, addr: &Multiaddr, dialer: bool) {
-        let relayed = addr.iter().any(|p| p == Protocol::P2pCircuit);
+    /// A connection to `peer` was established; `path` is its [`path`].
+    pub(super) fn connected(&self, peer: PeerId, addr: &Multiaddr, dialer: bool, path: Path) {
         self.update(peer, |r| {
-            if relayed {
+            if let Path::Relayed(relay) = path {
                 r.relayed += 1;
+                r.relays.push(relay);
             } else {
                 r.direct += 1;
             }
@@ -128,11 +169,15 @@ impl PeerTable {
         });
     }
 
-    pub(super) fn disconnected(&self, peer: PeerId, addr: &Multiaddr) {
-        let relayed = addr.iter().any(|p| p == Protocol::P2pCircuit);
+    pub(super) fn disconnected(&self, peer: PeerId, path: Path) {
         self.update(peer, |r| {
-            let count = if relayed { &mut r.relayed } else { &mut r.direct };
+            let count = if path.is_relayed() { &mut r.relayed } else { &mut r.direct };
             *count = count.saturating_sub(1);
+            if let Path::Relayed(relay) = path {
+                if let Some(at) = r.relays.iter().position(|p| *p == relay) {
+                    r.relays.swap_remove(at);
+                }
+            }
             r.info.relayed = r.direct == 0 && r.relayed > 0;
             Some(if r.direct + r.relayed == 0 {
                 PeerState::Disconnected
@@ -162,6 +207,17 @@ impl PeerTable {
         });
     }
 
+    /// mDNS found `peer` at `addr` on the LAN.
+    pub(super) fn discovered(&self, peer: PeerId, addr: &Multiaddr) {
+        self.update(peer, |r| {
+            let before = r.info.addrs.len();
+            remember(&mut r.info.addrs, addr);
+            let new = r.info.addrs.len() != before || r.state.is_none();
+            let connected = r.direct + r.relayed > 0;
+            new.then_some(if connected { PeerState::Updated } else { PeerState::Disconnected })
+        });
+    }
+
     /// Applies `change` to `peer`'s record; a returned state is recorded and broadcast.
     fn update(&self, peer: PeerId, change: impl FnOnce(&mut Record) -> Option<PeerState>) {
         let event = {
@@ -184,6 +240,44 @@ impl PeerTable {
     fn lock(&self) -> std::sync::MutexGuard<'_, Table> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// How a connection reaches its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Path {
+    Direct,
+    /// Through a circuit relay (named when its address says which).
+    Relayed(Option<PeerId>),
+}
+
+impl Path {
+    pub fn is_relayed(&self) -> bool {
+        matches!(self, Path::Relayed(_))
+    }
+}
+
+/// The path of a connection: a dialed circuit address names the relay in the remote
+/// address, an accepted circuit in the local (listen) address.
+pub fn path(endpoint: &libp2p::core::ConnectedPoint) -> Path {
+    use libp2p::core::ConnectedPoint;
+    let addr = match endpoint {
+        ConnectedPoint::Dialer { address, .. } => address,
+        ConnectedPoint::Listener { local_addr, .. } => local_addr,
+    };
+    circuit_relay(addr).map_or(Path::Direct, Path::Relayed)
+}
+
+/// `Some(relay)` when `addr` is a circuit address (`…/p2p/RELAY/p2p-circuit…`).
+pub fn circuit_relay(addr: &Multiaddr) -> Option<Option<PeerId>> {
+    let mut relay = None;
+    for part in addr.iter() {
+        match part {
+            Protocol::P2p(peer) => relay = Some(peer),
+            Protocol::P2pCircuit => return Some(relay),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn remember(addrs: &mut Vec<String>, addr: &Multiaddr) {
@@ -218,10 +312,10 @@ mod tests {
         let peer = PeerId::random();
         let addr: Multiaddr = "/ip4/127.0.0.1/tcp/1".parse().unwrap();
         table.dialing(peer);
-        table.connected(peer, &addr, true);
-        table.connected(peer, &addr, true);
-        table.disconnected(peer, &addr);
-        table.disconnected(peer, &addr);
+        table.connected(peer, &addr, true, Path::Direct);
+        table.connected(peer, &addr, true, Path::Direct);
+        table.disconnected(peer, Path::Direct);
+        table.disconnected(peer, Path::Direct);
         table.failed(peer);
         let states: Vec<PeerState> =
             std::iter::from_fn(|| events.try_recv().ok()).map(|e| e.state).collect();
@@ -230,6 +324,28 @@ mod tests {
         let row = &table.snapshot()[0];
         assert_eq!(row.info.addrs, ["/ip4/127.0.0.1/tcp/1"]);
         assert!(!row.info.relayed);
+        assert_eq!(table.relay_of(&peer), None);
+    }
+
+    #[test]
+    fn a_peer_reached_only_through_a_relay_names_it() {
+        let table = PeerTable::default();
+        let (peer, relay) = (PeerId::random(), PeerId::random());
+        let circuit: Multiaddr =
+            format!("/ip4/10.0.0.1/tcp/1/p2p/{relay}/p2p-circuit/p2p/{peer}").parse().unwrap();
+        assert_eq!(circuit_relay(&circuit), Some(Some(relay)));
+        assert_eq!(circuit_relay(&"/ip4/10.0.0.1/tcp/1".parse().unwrap()), None);
+        table.connected(peer, &circuit, true, Path::Relayed(Some(relay)));
+        assert_eq!(table.relay_of(&peer), Some(relay.to_base58()));
+        assert!(table.snapshot()[0].info.relayed);
+        // Once there is a direct connection (a hole punched by DCUtR), a new stream is
+        // not known to be relayed.
+        let direct: Multiaddr = "/ip4/10.0.0.2/tcp/2".parse().unwrap();
+        table.connected(peer, &direct, true, Path::Direct);
+        assert_eq!(table.relay_of(&peer), None);
+        assert!(!table.snapshot()[0].info.relayed);
+        table.disconnected(peer, Path::Direct);
+        assert_eq!(table.relay_of(&peer), Some(relay.to_base58()));
     }
 
     #[test]

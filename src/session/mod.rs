@@ -40,7 +40,10 @@ use pump::{
 use crate::{
     config::Limits,
     limit_log::LimitLog,
-    node::{NodeHandle, NodeKey, NodeSlot, PeerEvent, PeerStreams, StreamSlot},
+    node::{
+        Connected, NodeHandle, NodeKey, NodeSlot, PeerEvent, PeerStreams, Reachability, Route,
+        StreamSlot,
+    },
     protocol::{validate_protocol, ClientMsg, ConnId, ConnectTarget, Relay, ServerMsg},
 };
 
@@ -135,7 +138,7 @@ struct ConnectOutcome {
     peer_text: String,
     protocol: String,
     frames: bool,
-    result: Result<(PeerId, libp2p::Stream, StreamSlot), String>,
+    result: Result<(PeerId, Connected), String>,
 }
 
 struct Listener {
@@ -285,6 +288,11 @@ struct Session {
     /// Presence subscription (extension): listener changes, and peer changes once the
     /// node runs.
     presence: Option<Presence>,
+    /// The session sent a Presence message (on or off), so it takes extension messages
+    /// such as Relayed.
+    extensions: bool,
+    /// Reachability changes after the first Identify, each answered by a fresh one.
+    reachability: Option<watch::Receiver<Reachability>>,
 }
 
 struct Presence {
@@ -317,6 +325,8 @@ impl Session {
             budget,
             blocked: None,
             presence: None,
+            extensions: false,
+            reachability: None,
         }
     }
 
@@ -335,10 +345,10 @@ impl Session {
         keepalive.reset();
         let mut last_seen = tokio::time::Instant::now();
         let mut node_rx: watch::Receiver<Option<NodeHandle>> = self.shared.node.subscribe();
-        self.node = node_rx.borrow_and_update().clone();
-        self.send(ServerMsg::Hello { started: self.node.is_some(), version: VERSION.into() }).await;
-        if self.node.is_some() {
-            self.send_identify().await;
+        let node = node_rx.borrow_and_update().clone();
+        self.send(ServerMsg::Hello { started: node.is_some(), version: VERSION.into() }).await;
+        if let Some(node) = node {
+            self.node_ready(node).await;
         }
         loop {
             let paused = self.blocked.is_some() || self.budget.is_over();
@@ -356,13 +366,15 @@ impl Session {
                 }
                 Ok(()) = node_rx.changed(), if self.node.is_none() => {
                     let node = node_rx.borrow_and_update().clone();
-                    if node.is_some() {
-                        self.node = node;
-                        self.send_identify().await;
+                    if let Some(node) = node {
+                        self.node_ready(node).await;
                         if self.presence.is_some() {
                             self.send_peers().await;
                         }
                     }
+                }
+                Some(()) = reachability_changed(self.reachability.as_mut()) => {
+                    self.send_identify().await;
                 }
                 event = next_presence(self.presence.as_mut()) => match event {
                     PresenceEvent::Listener(Ok(ListenerEvent { protocol, up })) => {
@@ -424,6 +436,17 @@ impl Session {
         let _ = self.out.send(msg.encode().into()).await;
     }
 
+    /// The node runs: Identify, once reachability is known (or a little while has
+    /// passed: see [`NodeHandle::settled_reachability`]); later changes send it again.
+    async fn node_ready(&mut self, node: NodeHandle) {
+        node.settled_reachability().await;
+        let mut watch = node.watch_reachability();
+        watch.borrow_and_update();
+        self.reachability = Some(watch);
+        self.node = Some(node);
+        self.send_identify().await;
+    }
+
     async fn send_identify(&self) {
         let Some(node) = &self.node else { return };
         // The private key lets its holder act as this node: only a browser on this very
@@ -461,8 +484,12 @@ impl Session {
             ClientMsg::Connect { frames, relay, protocol, peer } => {
                 self.on_connect(frames, relay, protocol, peer).await
             }
-            ClientMsg::Presence { on: false } => self.presence = None,
+            ClientMsg::Presence { on: false } => {
+                self.extensions = true;
+                self.presence = None;
+            }
             ClientMsg::Presence { on: true } => {
+                self.extensions = true;
                 self.presence =
                     Some(Presence { listeners: self.shared.hub.subscribe(), peers: None });
                 self.send_peers().await;
@@ -510,10 +537,7 @@ impl Session {
             }
         };
         match self.shared.node.start(key).await {
-            Ok(node) => {
-                self.node = Some(node);
-                self.send_identify().await;
-            }
+            Ok(node) => self.node_ready(node).await,
             Err(e) => {
                 tracing::warn!(error = %e, "node failed to start");
                 self.send(ServerMsg::ProtocolError { msg: format!("Start: {e}") }).await;
@@ -635,8 +659,8 @@ impl Session {
         protocol: String,
         peer_text: String,
     ) {
-        let target = match self.check_connect(&relay, &protocol, &peer_text) {
-            Ok(target) => target,
+        let (target, route) = match self.check_connect(&relay, &protocol, &peer_text) {
+            Ok(checked) => checked,
             Err(error) => {
                 tracing::info!(peer = %peer_text, %protocol, %error, "connect refused");
                 let refused =
@@ -669,9 +693,9 @@ impl Session {
         self.connects.spawn(
             async move {
                 let result = node
-                    .connect(&target, stream_protocol)
+                    .connect(&target, route, stream_protocol)
                     .await
-                    .map(|(stream, slot)| (target.peer, stream, slot))
+                    .map(|connected| (target.peer, connected))
                     .map_err(|e| e.to_string());
                 ConnectOutcome { peer_text, protocol, frames, result }
             }
@@ -684,30 +708,40 @@ impl Session {
         relay: &Relay,
         protocol: &str,
         peer_text: &str,
-    ) -> Result<ConnectTarget, String> {
+    ) -> Result<(ConnectTarget, Route), String> {
         validate_protocol(protocol)?;
         if self.node.is_none() {
             return Err("the node is not started; send Start first".into());
         }
-        if *relay != Relay::Direct {
-            return Err("connecting through a relay is not supported by this daemon yet".into());
-        }
+        let route = match relay {
+            Relay::Direct => Route::Direct,
+            Relay::Any => Route::AnyRelay,
+            Relay::Via(text) => Route::Relay(parse_relay(text)?),
+        };
         let target = ConnectTarget::parse(peer_text).map_err(|e| e.to_string())?;
         let limit = self.shared.limits.max_streams_per_session;
         if self.conns.len() + self.connects.len() >= limit {
             return Err(format!("too many streams in this session (limit {limit})"));
         }
-        Ok(target)
+        Ok((target, route))
+    }
+
+    /// Tells an extension-aware session that stream `id` goes through `relay`.
+    async fn send_relayed(&self, id: ConnId, relay: Option<String>) {
+        if let Some(relay) = relay.filter(|_| self.extensions) {
+            self.send(ServerMsg::Relayed { id, relay }).await;
+        }
     }
 
     async fn on_connected(&mut self, outcome: ConnectOutcome) {
         let ConnectOutcome { peer_text, protocol, frames, result } = outcome;
         match result {
-            Ok((peer, stream, slot)) => {
+            Ok((peer, Connected { stream, slot, relay })) => {
                 let id = self.alloc_id();
-                tracing::debug!(conn = id, %peer, %protocol, "stream opened");
+                tracing::debug!(conn = id, %peer, %protocol, ?relay, "stream opened");
                 let msg = ServerMsg::PeerConnection { id, peer_id: peer.to_base58(), protocol };
                 self.send(msg).await;
+                self.send_relayed(id, relay).await;
                 self.start_conn(id, Box::new(stream.compat()), frames, None, Some(slot));
             }
             Err(error) => {
@@ -737,6 +771,9 @@ impl Session {
         tracing::debug!(conn = id, %peer, %protocol, "stream accepted");
         let peer_id = peer.to_base58();
         self.send(ServerMsg::ListenerConnection { id, peer_id, protocol: protocol.clone() }).await;
+        // Accepted just now: relayed if every connection to the peer is.
+        let relay = self.node.as_ref().and_then(|node| node.peers().relay_of(&peer));
+        self.send_relayed(id, relay).await;
         self.start_conn(id, io, frames, Some((protocol, generation)), slot);
     }
 
@@ -869,6 +906,29 @@ fn finish_writer(writer: JoinHandle<()>) {
 enum PresenceEvent {
     Listener(Result<ListenerEvent, broadcast::error::RecvError>),
     Peer(Result<PeerEvent, broadcast::error::RecvError>),
+}
+
+/// `Some` when reachability changed; never without a node (or once the node is gone).
+async fn reachability_changed(watch: Option<&mut watch::Receiver<Reachability>>) -> Option<()> {
+    match watch {
+        Some(watch) => watch.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// A Connect's RELAY string: the relay's base58 peer id, or its multiaddr ending in
+/// `/p2p/RELAY_ID`.
+fn parse_relay(text: &str) -> Result<libp2p::Multiaddr, String> {
+    use libp2p::multiaddr::Protocol;
+    if let Ok(peer) = text.parse::<PeerId>() {
+        return Ok(libp2p::Multiaddr::empty().with(Protocol::P2p(peer)));
+    }
+    let bad = || format!("RELAY {text:?} is neither a peer id nor a multiaddr ending in /p2p/ID");
+    let addr: libp2p::Multiaddr = text.parse().map_err(|_| bad())?;
+    match addr.iter().last() {
+        Some(Protocol::P2p(_)) if !addr.iter().any(|p| p == Protocol::P2pCircuit) => Ok(addr),
+        _ => Err(bad()),
+    }
 }
 
 /// The next presence change, or never without a subscription.

@@ -1,8 +1,8 @@
 //! The real `libp2p-websocket` binary, run as a child process for tests
 //! (`tests/pages.rs`, `tests/browser.rs` include this file with `#[path]`).
 //!
-//! Every daemon started here gets `-nopeers -listen /ip4/127.0.0.1/tcp/0 -port 0`, so it
-//! never dials the public bootstrap peers and all its traffic stays on loopback. Its
+//! Every daemon started here gets `-nopeers -nomdns -listen /ip4/127.0.0.1/tcp/0 -port 0`, so it
+//! never dials the public bootstrap peers nor multicasts on the LAN: its traffic stays on loopback. Its
 //! stdout and stderr are collected line by line; the HTTP port is read from the line
 //! that logs `url=http://localhost:PORT/`. Every wait is bounded.
 #![allow(dead_code)]
@@ -191,7 +191,7 @@ fn spawn(options: Options) -> (Child, Arc<Log>) {
     let program = options.program.unwrap_or_else(binary);
     let mut command = Command::new(&program);
     command
-        .args(["-nopeers", "-listen", "/ip4/127.0.0.1/tcp/0", "-port", "0"])
+        .args(["-nopeers", "-nomdns", "-listen", "/ip4/127.0.0.1/tcp/0", "-port", "0"])
         .args(&options.args)
         .current_dir(options.dir.unwrap_or_else(|| env!("CARGO_MANIFEST_DIR").into()))
         .env("RUST_LOG", "info")

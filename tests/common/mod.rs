@@ -321,15 +321,15 @@ pub struct Process {
 }
 
 impl Process {
-    /// Starts the binary with `args` (plus `-port 0 -nobrowse`) in `dir`, and waits for
-    /// the log line with its URL. Always pass `-nopeers`: the default bootstrap peers are
-    /// on the internet.
+    /// Starts the binary with `args` (plus `-port 0 -nobrowse -nomdns`) in `dir`, and waits
+    /// for the log line with its URL. Always pass `-nopeers`: the default bootstrap peers
+    /// are on the internet (and mDNS would multicast on the LAN).
     pub fn spawn(args: &[&str], dir: &std::path::Path) -> Self {
         use std::io::BufRead as _;
         assert!(args.contains(&"-nopeers"), "tests stay on loopback");
         let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_libp2p-websocket"))
             .args(args)
-            .args(["-port", "0", "-nobrowse"])
+            .args(["-port", "0", "-nobrowse", "-nomdns"])
             .current_dir(dir)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::inherit())
