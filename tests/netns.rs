@@ -425,6 +425,10 @@ async fn autonat_tells_public_hosts_from_a_natted_one() {
     );
     sp.identify_says(true, STEP).await;
     sq.identify_says(true, STEP).await;
+    // P has no one to ask (no bootstrap peer), so its first Identify came at once, with
+    // reachability unknown; AutoNAT's verdict came later as a fresh Identify.
+    assert_eq!(sp.identifies.first(), Some(&false), "P's Identifies: {:?}", sp.identifies);
+    assert!(sp.identifies.len() >= 2, "P's Identifies: {:?}", sp.identifies);
     assert!(!s1.identifies.contains(&true), "D1's session was told PUBLIC=1: {:?}", s1.identifies);
     let fresh = Session::open(&d1).await;
     assert_eq!(fresh.identifies, [false], "a new session of D1");

@@ -61,12 +61,12 @@ impl Behaviour {
         kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);
         let mut kad =
             kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
-        // A node told it is public serves the DHT at once; otherwise Kademlia becomes a
-        // server when an external address is confirmed (AutoNAT), and stays a client
-        // behind a NAT, where others could not reach it anyway.
-        if config.public == Some(true) {
-            kad.set_mode(Some(kad::Mode::Server));
-        }
+        // The node serves the DHT only while it is public (told so, or AutoNAT found it:
+        // the event loop switches the mode). Not on any confirmed address, as Kademlia
+        // would by itself: a NATed node's relayed address would make it a server whose
+        // every DHT request spends a relay circuit.
+        let mode = if config.public == Some(true) { kad::Mode::Server } else { kad::Mode::Client };
+        kad.set_mode(Some(mode));
 
         let mdns = if config.mdns {
             let mdns_config =

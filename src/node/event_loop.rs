@@ -598,6 +598,8 @@ impl EventLoop {
             }
             changed
         });
+        let mode = if now == Reachability::Public { kad::Mode::Server } else { kad::Mode::Client };
+        self.swarm.behaviour_mut().kad.set_mode(Some(mode));
     }
 
     fn publish_addresses(&mut self) {
