@@ -70,7 +70,8 @@ pub struct Cli {
     /// Turn off mDNS (on by default: daemons on one LAN find each other with no flags)
     #[arg(long)]
     pub nomdns: bool,
-    /// Act as a circuit relay v2 for other peers, within the --relay-max-* limits
+    /// Act as a circuit relay v2 for other peers, within the --relay-max-* and
+    /// --relay-circuit-* limits
     #[arg(long)]
     pub relay: bool,
     /// Relay: reservations held at once (peers reachable through this relay)
@@ -82,7 +83,8 @@ pub struct Cli {
     /// Relay: seconds a circuit may last before the relay closes it
     #[arg(long, value_name = "SECS", default_value_t = RelayLimits::default().circuit_duration.as_secs())]
     pub relay_circuit_secs: u64,
-    /// Relay: bytes a circuit may carry (each way) before the relay closes it
+    /// Relay: bytes a circuit may carry, both directions together, before the relay closes
+    /// it (0: no limit)
     #[arg(long, value_name = "BYTES", default_value_t = RelayLimits::default().circuit_bytes)]
     pub relay_circuit_bytes: u64,
     /// Keep a reservation on this relay (MULTIADDR ending in /p2p/RELAY_ID), so peers can

@@ -268,3 +268,57 @@ fn with_bootstrap(addr: Multiaddr) -> libp2p_websocket::node::NodeConfig {
     node.bootstrap = vec![addr];
     node
 }
+
+#[tokio::test]
+async fn a_relay_enforces_its_circuit_limit_and_the_streams_are_closed() {
+    // A relay that lets 16 KiB through a circuit (both ways together).
+    let limits = RelayLimits { circuit_bytes: 16 * 1024, ..RelayLimits::default() };
+    let (relay, relay_id) = daemon(|c| c.node.relay = Some(limits)).await;
+    let relay_addr = dial_addr(&relay_id);
+    let (b, b_id) = daemon(|c| {
+        unreachable(c);
+        c.node.relay_via = vec![relay_addr.clone()];
+    })
+    .await;
+    wait_for_reservation(&b).await;
+    let (mut b_client, _) = Client::started(&b).await;
+    b_client.listen(ECHO, false).await;
+    let (a, _) = daemon(unreachable).await;
+    let (mut a_client, _) = Client::started(&a).await;
+    let msg = ClientMsg::Connect {
+        frames: false,
+        relay: Relay::Via(relay_addr.to_string()),
+        protocol: ECHO.into(),
+        peer: b_id.peer_id.to_base58(),
+    };
+    a_client.send(msg).await;
+    let a_conn = match a_client.recv().await {
+        ServerMsg::PeerConnection { id, .. } => id,
+        other => panic!("expected Peer Connection, got {other:?}"),
+    };
+    let (b_conn, _) = b_client.accepted().await;
+    // Within the limit, bytes flow.
+    let small = pattern(4096, 1);
+    a_client.data(a_conn, &small).await;
+    assert_eq!(b_client.read_bytes(b_conn, small.len()).await, small);
+    // Past it, the relay ends the circuit: both sessions are told, nothing hangs.
+    a_client.data(a_conn, &pattern(64 * 1024, 2)).await;
+    let mut received = small.len();
+    let reason = within("B's stream closed by the relay", async {
+        loop {
+            match b_client.recv().await {
+                ServerMsg::Data { data, .. } => received += data.len(),
+                ServerMsg::ConnectionClosed { id, reason } if id == b_conn => return reason,
+                other => panic!("expected Data or Connection Closed, got {other:?}"),
+            }
+        }
+    })
+    .await;
+    assert!(received < 4096 + 64 * 1024, "the whole 68 KiB went through a 16 KiB circuit");
+    assert!(!reason.is_empty());
+    let reason = a_client.expect_closed(a_conn).await;
+    assert!(!reason.is_empty());
+    for daemon in [a, b, relay] {
+        daemon.stop().await;
+    }
+}
