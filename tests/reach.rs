@@ -322,3 +322,62 @@ async fn a_relay_enforces_its_circuit_limit_and_the_streams_are_closed() {
         daemon.stop().await;
     }
 }
+
+#[tokio::test]
+async fn a_lost_reservation_is_asked_for_again() {
+    // The relay runs with a fixed key and port, so it can come back as the same peer.
+    let key = NodeKey::generate();
+    let relay_config = |listen: Multiaddr| Config {
+        key: Some(key.clone()),
+        node: libp2p_websocket::node::NodeConfig {
+            listen: vec![listen],
+            relay: Some(RelayLimits::default()),
+            ..Config::local().node
+        },
+        ..Config::local()
+    };
+    let relay = Daemon::start(relay_config("/ip4/127.0.0.1/tcp/0".parse().unwrap())).await;
+    let (_, relay_id) = Client::started(&relay).await;
+    let relay_addr = dial_addr(&relay_id);
+    let (b, b_id) = daemon(|c| {
+        unreachable(c);
+        c.node.relay_via = vec![relay_addr.clone()];
+    })
+    .await;
+    wait_for_reservation(&b).await;
+
+    // The relay goes away: the reservation (and its address) with it.
+    relay.stop().await;
+    within("the circuit address is withdrawn", async {
+        loop {
+            let status = status(b.addr).await;
+            let addrs = status["node"]["addresses"].to_string();
+            if !addrs.contains("p2p-circuit") {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+
+    // It comes back at the same address: B asks again by itself, and is reachable.
+    let mut listen = relay_addr.clone();
+    listen.pop();
+    let relay = Daemon::start(relay_config(listen)).await;
+    wait_for_reservation(&b).await;
+    let (mut b_client, _) = Client::started(&b).await;
+    b_client.listen(ECHO, true).await;
+    let (a, _) = daemon(unreachable).await;
+    let mut a_client = extension_client(&a).await;
+    let via = Relay::Via(relay_addr.to_string());
+    let a_conn = match connect(&mut a_client, via, &b_id.peer_id.to_base58()).await {
+        ServerMsg::PeerConnection { id, .. } => id,
+        other => panic!("expected Peer Connection, got {other:?}"),
+    };
+    assert!(matches!(a_client.recv().await, ServerMsg::Relayed { .. }));
+    let (b_conn, _) = b_client.accepted().await;
+    exchange(&mut a_client, a_conn, &mut b_client, b_conn).await;
+    for daemon in [a, b, relay] {
+        daemon.stop().await;
+    }
+}

@@ -449,7 +449,11 @@ impl EventLoop {
                 self.listen_addrs.retain(|a| a != &address);
                 self.publish_addresses();
             }
-            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+            SwarmEvent::ListenerClosed { listener_id, reason, addresses } => {
+                if !addresses.is_empty() {
+                    self.listen_addrs.retain(|a| !addresses.contains(a));
+                    self.publish_addresses();
+                }
                 if let Some(relay) = self.reservations.remove(&listener_id) {
                     let reason = reason.err().map(|e| root_cause(&e));
                     tracing::warn!(%relay, ?reason, "relay reservation lost; asking again soon");
