@@ -89,7 +89,7 @@ pub struct Cli {
     pub relay_circuit_bytes: u64,
     /// Keep a reservation on this relay (MULTIADDR ending in /p2p/RELAY_ID), so peers can
     /// reach this node through it when it is behind a NAT (repeatable)
-    #[arg(long, value_name = "MULTIADDR", value_parser = parse_relay_addr)]
+    #[arg(long, value_name = "MULTIADDR", value_parser = crate::node::parse_relay_addr)]
     pub relay_via: Vec<Multiaddr>,
     /// Admit WebSocket connections from pages of this origin too (repeatable)
     #[arg(long, value_name = "ORIGIN")]
@@ -211,15 +211,6 @@ impl Cli {
     }
 }
 
-/// A `--relay-via` address: a multiaddr that names the relay's peer id at its end.
-fn parse_relay_addr(text: &str) -> Result<Multiaddr, String> {
-    let addr: Multiaddr = text.parse().map_err(|e| format!("{e}"))?;
-    match addr.iter().last() {
-        Some(libp2p::multiaddr::Protocol::P2p(_)) => Ok(addr),
-        _ => Err("the relay's address must end in /p2p/<RELAY_PEER_ID>".into()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -263,6 +254,15 @@ mod tests {
         let args = ["x", "-fakenatpublic", "-fakenatprivate"].map(String::from);
         assert!(Cli::parse_compat(args).is_err());
         assert!(parse(&["-version"]).version);
+        let relay = format!("/ip4/192.0.2.1/tcp/4001/p2p/{}", libp2p::PeerId::random());
+        let cli = parse(&["-relay", "--relay-via", &relay, "-nomdns"]);
+        let config = cli.into_config().unwrap();
+        assert!(config.node.relay.is_some() && !config.node.mdns);
+        assert_eq!(config.node.relay_via, [relay.parse::<Multiaddr>().unwrap()]);
+        let no_id = ["x", "--relay-via", "/ip4/192.0.2.1/tcp/4001"].map(String::from);
+        assert!(Cli::parse_compat(no_id).is_err());
+        let circuit = format!("{relay}/p2p-circuit");
+        assert!(Cli::parse_compat(["x".into(), "--relay-via".into(), circuit]).is_err());
         assert!(parse(&["-browse", "chat.html", "-nobrowse"])
             .into_config()
             .unwrap()

@@ -142,6 +142,17 @@ async fn wait_for_reservation(daemon: &Daemon) {
     .await;
 }
 
+/// An [`unreachable`] daemon holding a reservation on the relay at `relay_addr`.
+async fn behind(relay_addr: &Multiaddr) -> (Daemon, Identity) {
+    let (daemon, identity) = daemon(|c| {
+        unreachable(c);
+        c.node.relay_via = vec![relay_addr.clone()];
+    })
+    .await;
+    wait_for_reservation(&daemon).await;
+    (daemon, identity)
+}
+
 /// No listener at all: like a node behind a NAT, it can dial out but nobody can dial it,
 /// so two such nodes meet only through a relay (no AutoNAT dial-back, no hole punch).
 fn unreachable(config: &mut Config) {
@@ -152,12 +163,7 @@ fn unreachable(config: &mut Config) {
 async fn connect_goes_through_a_relay_in_both_layouts() {
     let (relay, relay_id) = daemon(|c| c.node.relay = Some(RelayLimits::default())).await;
     let relay_addr = dial_addr(&relay_id);
-    let (b, b_id) = daemon(|c| {
-        unreachable(c);
-        c.node.relay_via = vec![relay_addr.clone()];
-    })
-    .await;
-    wait_for_reservation(&b).await;
+    let (b, b_id) = behind(&relay_addr).await;
     let mut b_client = extension_client(&b).await;
     b_client.listen(ECHO, true).await;
     let peer = b_id.peer_id.to_base58();
@@ -275,12 +281,7 @@ async fn a_relay_enforces_its_circuit_limit_and_the_streams_are_closed() {
     let limits = RelayLimits { circuit_bytes: 16 * 1024, ..RelayLimits::default() };
     let (relay, relay_id) = daemon(|c| c.node.relay = Some(limits)).await;
     let relay_addr = dial_addr(&relay_id);
-    let (b, b_id) = daemon(|c| {
-        unreachable(c);
-        c.node.relay_via = vec![relay_addr.clone()];
-    })
-    .await;
-    wait_for_reservation(&b).await;
+    let (b, b_id) = behind(&relay_addr).await;
     let (mut b_client, _) = Client::started(&b).await;
     b_client.listen(ECHO, false).await;
     let (a, _) = daemon(unreachable).await;
@@ -339,12 +340,7 @@ async fn a_lost_reservation_is_asked_for_again() {
     let relay = Daemon::start(relay_config("/ip4/127.0.0.1/tcp/0".parse().unwrap())).await;
     let (_, relay_id) = Client::started(&relay).await;
     let relay_addr = dial_addr(&relay_id);
-    let (b, b_id) = daemon(|c| {
-        unreachable(c);
-        c.node.relay_via = vec![relay_addr.clone()];
-    })
-    .await;
-    wait_for_reservation(&b).await;
+    let (b, b_id) = behind(&relay_addr).await;
 
     // The relay goes away: the reservation (and its address) with it.
     relay.stop().await;

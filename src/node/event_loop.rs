@@ -276,32 +276,27 @@ impl EventLoop {
                 .addresses(addrs)
                 .extend_addresses_through_behaviour()
                 .build(),
-            Route::AnyRelay => {
-                let circuits: Vec<Multiaddr> = self
-                    .known_relays()
+            Route::AnyRelay | Route::Relay(_) => {
+                let (relays, none) = match &route {
+                    Route::Relay(relay) => (
+                        vec![relay.clone()],
+                        "the relay's address is not known (name it by its full multiaddr, \
+                         or connect to it first)",
+                    ),
+                    _ => (
+                        self.known_relays(),
+                        "no relay known (start the daemon with --relay-via, or connect to a \
+                         relay first)",
+                    ),
+                };
+                let circuits: Vec<Multiaddr> = relays
                     .into_iter()
                     .filter(|relay| split_peer(relay).is_none_or(|(id, _)| id != peer))
                     .flat_map(|relay| self.relay_addresses(relay))
                     .map(|relay| circuit(relay, peer))
                     .collect();
                 if circuits.is_empty() {
-                    let _ = reply.send(Err("no relay known (start the daemon with --relay-via, \
-                                            or connect to a relay first)"
-                        .into()));
-                    return;
-                }
-                DialOpts::peer_id(peer).condition(PeerCondition::Always).addresses(circuits).build()
-            }
-            Route::Relay(relay) => {
-                let circuits: Vec<Multiaddr> = self
-                    .relay_addresses(relay.clone())
-                    .into_iter()
-                    .map(|relay| circuit(relay, peer))
-                    .collect();
-                if circuits.is_empty() {
-                    let _ = reply.send(Err("the relay's address is not known (name it by its \
-                                            full multiaddr, or connect to it first)"
-                        .into()));
+                    let _ = reply.send(Err(none.into()));
                     return;
                 }
                 DialOpts::peer_id(peer).condition(PeerCondition::Always).addresses(circuits).build()

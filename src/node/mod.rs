@@ -163,6 +163,18 @@ pub struct Connected {
     pub relay: Option<String>,
 }
 
+/// A relay's address as `--relay-via` and a Connect's RELAY take it: a multiaddr that
+/// names the relay's peer id at its end (and is not itself a circuit).
+pub fn parse_relay_addr(text: &str) -> Result<Multiaddr, String> {
+    use libp2p::multiaddr::Protocol;
+    let bad = || format!("{text:?} is not a relay's multiaddr ending in /p2p/RELAY_ID");
+    let addr: Multiaddr = text.parse().map_err(|_| bad())?;
+    match addr.iter().last() {
+        Some(Protocol::P2p(_)) if !addr.iter().any(|p| p == Protocol::P2pCircuit) => Ok(addr),
+        _ => Err(bad()),
+    }
+}
+
 /// Requests to the event loop.
 pub(crate) enum Command {
     /// Make sure there is a connection to `peer`, dialing if not: `addrs` and known ones

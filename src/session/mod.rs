@@ -919,15 +919,11 @@ async fn reachability_changed(watch: Option<&mut watch::Receiver<Reachability>>)
 /// A Connect's RELAY string: the relay's base58 peer id, or its multiaddr ending in
 /// `/p2p/RELAY_ID`.
 fn parse_relay(text: &str) -> Result<libp2p::Multiaddr, String> {
-    use libp2p::multiaddr::Protocol;
-    if let Ok(peer) = text.parse::<PeerId>() {
-        return Ok(libp2p::Multiaddr::empty().with(Protocol::P2p(peer)));
-    }
-    let bad = || format!("RELAY {text:?} is neither a peer id nor a multiaddr ending in /p2p/ID");
-    let addr: libp2p::Multiaddr = text.parse().map_err(|_| bad())?;
-    match addr.iter().last() {
-        Some(Protocol::P2p(_)) if !addr.iter().any(|p| p == Protocol::P2pCircuit) => Ok(addr),
-        _ => Err(bad()),
+    match text.parse::<PeerId>() {
+        Ok(peer) => Ok(libp2p::Multiaddr::empty().with(libp2p::multiaddr::Protocol::P2p(peer))),
+        Err(_) => crate::node::parse_relay_addr(text).map_err(|_| {
+            format!("RELAY {text:?} is neither a peer id nor a multiaddr ending in /p2p/ID")
+        }),
     }
 }
 
