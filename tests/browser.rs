@@ -31,7 +31,7 @@ use daemon::{BinDaemon, Options, TempDir};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 /// One script (each bounds itself to 100 s at most; this is the backstop).
-const SCRIPT_TIMEOUT: Duration = Duration::from_secs(150);
+const SCRIPT_TIMEOUT: Duration = Duration::from_secs(300);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -93,7 +93,7 @@ async function send(page, text) {
     check((await page.inputValue('#message')) === '', 'the message box is cleared after sending');
 }
 
-await run('chat between two daemons', 60_000, async (browser, tools) => {
+await run('chat between two daemons', 180_000, async (browser, tools) => {
     const host = await openChat(tools, 'host (A)', urlA);
     const guest = await openChat(tools, 'guest (B)', urlB);
     check(host.peerID !== guest.peerID, 'the two daemons have different peer ids');

@@ -24,7 +24,7 @@ if (!urlA || !urlB || !peerA) {
 const PREFIX = '/libp2p-websocket/game/1.0.0/';
 const GAME_NAME = 'Zoë’s Friday arena — LAN';
 /** How long a game announced by another daemon may take to reach a lobby (identify). */
-const REMOTE = 20_000;
+const REMOTE = 45_000;
 
 /** Polls `probe` (a function run in `page`) until `accept(value)` holds; returns the value. */
 async function waitFor(page, probe, arg, accept, what, timeout = STEP) {
@@ -89,7 +89,7 @@ async function scoreboardNames(page) {
     return page.$$eval('#players .player .player-name', (items) => items.map((i) => i.textContent).sort());
 }
 
-await run('game lobby and play across two daemons', 100_000, async (browser, tools) => {
+await run('game lobby and play across two daemons', 240_000, async (browser, tools) => {
     const host = await openGame(tools, 'Alice (A)', urlA);
     const local = await openGame(tools, 'Bob (A)', urlA);
     const remote = await openGame(tools, 'Carol (B)', urlB);

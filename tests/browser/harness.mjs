@@ -10,7 +10,7 @@ import { chromium } from 'playwright-core';
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 export const SHOTS = process.env.SCREENSHOT_DIR ?? join(process.cwd(), 'target', 'browser');
 /** The longest any single wait in a page may take. */
-export const STEP = 20_000;
+export const STEP = 45_000;
 
 /** Thrown for a failed expectation; its message is all the report needs. */
 export class Failure extends Error {}

@@ -21,7 +21,7 @@ const PING = 'ping from a promise-API page on another daemon';
 const events = (page) => page.evaluate(() => window.events);
 const named = (list, name) => list.filter((e) => e.name === name);
 
-await run('legacy callback page', 60_000, async (browser, tools) => {
+await run('legacy callback page', 120_000, async (browser, tools) => {
     const legacy = await tools.page('legacy page');
     await legacy.goto(at(legacyBase, 'legacy.html'));
     await legacy.locator('body[data-state="listening"]').waitFor();
