@@ -94,8 +94,10 @@ pub struct Cli {
     /// Admit WebSocket connections from pages of this origin too (repeatable)
     #[arg(long, value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
-    /// Longest frame on a FRAMES=1 stream, in bytes (longer ones close the stream)
-    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_frame)]
+    /// Longest frame on a FRAMES=1 stream, in bytes (longer ones close the stream; at
+    /// most 1 GiB)
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_frame,
+          value_parser = parse_max_frame)]
     pub max_frame: usize,
     /// Streams per remote peer, all sessions together (kept below yamux's limit)
     #[arg(long, value_name = "N", default_value_t = 400)]
@@ -115,6 +117,18 @@ pub struct Cli {
     /// Established libp2p connections to one peer
     #[arg(long, value_name = "N", default_value_t = 8)]
     pub max_connections_per_peer: u32,
+    /// Outgoing libp2p connections being dialed at once, all sessions together (each
+    /// holds up to 4 sockets; lowered to fit the process's file descriptor limit)
+    #[arg(long, value_name = "N", default_value_t = Config::local().node.max_pending_dials)]
+    pub max_pending_dials: u32,
+    /// Peers one browser session may be dialing at once (Connects to connected peers,
+    /// or to a peer being dialed already, do not count)
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_dials_per_session)]
+    pub max_dials_per_session: usize,
+    /// Let browsers on other machines Connect to this machine's loopback and link-local
+    /// addresses (refused by default, so LAN pages cannot probe this machine's ports)
+    #[arg(long)]
+    pub allow_loopback_dials: bool,
     /// Deny new libp2p connections while the daemon uses more memory than this (MiB)
     #[arg(long, value_name = "MIB", default_value_t = 1024)]
     pub max_memory_mib: usize,
@@ -127,6 +141,17 @@ pub struct Cli {
     /// Print the version and exit
     #[arg(long)]
     pub version: bool,
+}
+
+/// The longest `--max-frame`: a frame travels in one WebSocket message, held whole.
+pub const MAX_FRAME_LIMIT: usize = 1 << 30;
+
+fn parse_max_frame(text: &str) -> Result<usize, String> {
+    let n: usize = text.parse().map_err(|e| format!("{e}"))?;
+    if n == 0 || n > MAX_FRAME_LIMIT {
+        return Err(format!("must be between 1 and {MAX_FRAME_LIMIT} bytes"));
+    }
+    Ok(n)
 }
 
 impl Cli {
@@ -182,6 +207,7 @@ impl Cli {
                 idle_timeout: Duration::from_secs(60),
                 max_connections: self.max_connections,
                 max_connections_per_peer: self.max_connections_per_peer,
+                max_pending_dials: self.max_pending_dials.max(1),
                 max_memory: self.max_memory_mib << 20,
                 mdns: !self.nomdns,
                 relay: self.relay.then_some(RelayLimits {
@@ -201,6 +227,8 @@ impl Cli {
                 max_frame: self.max_frame,
                 max_message: self.max_frame + 64,
                 max_streams_per_session: self.max_streams_per_session,
+                max_dials_per_session: self.max_dials_per_session.max(1),
+                allow_loopback_dials: self.allow_loopback_dials,
                 max_listeners_per_session: self.max_listeners_per_session,
                 max_sessions: self.max_sessions,
                 ping_interval: Duration::from_secs(self.ping_interval.max(1)),
@@ -263,6 +291,12 @@ mod tests {
         assert!(Cli::parse_compat(no_id).is_err());
         let circuit = format!("{relay}/p2p-circuit");
         assert!(Cli::parse_compat(["x".into(), "--relay-via".into(), circuit]).is_err());
+        // --max-frame near usize::MAX used to wrap when the message overhead was added.
+        let huge = ["x", "--max-frame", "18446744073709551615"].map(String::from);
+        assert!(Cli::parse_compat(huge).is_err());
+        assert!(Cli::parse_compat(["x", "--max-frame", "0"].map(String::from)).is_err());
+        let most = parse(&["--max-frame", &MAX_FRAME_LIMIT.to_string()]);
+        assert_eq!(most.into_config().unwrap().limits.max_message, MAX_FRAME_LIMIT + 64);
         assert!(parse(&["-browse", "chat.html", "-nobrowse"])
             .into_config()
             .unwrap()

@@ -13,6 +13,12 @@ pub struct Limits {
     pub max_message: usize,
     /// Streams (open or being opened) per session.
     pub max_streams_per_session: usize,
+    /// Peers one session's Connects may be dialing at once (Connects to a connected
+    /// peer, or to one being dialed already, cost no more).
+    pub max_dials_per_session: usize,
+    /// Whether sessions from other machines may Connect to loopback and link-local
+    /// addresses (off: the daemon is no port scanner for the LAN).
+    pub allow_loopback_dials: bool,
     /// Listened protocols per session.
     pub max_listeners_per_session: usize,
     /// Bytes queued towards streams per session before its WebSocket is paused.
@@ -34,6 +40,8 @@ impl Default for Limits {
             max_frame: 1024 * 1024,
             max_message: 1024 * 1024 + 64,
             max_streams_per_session: 4096,
+            max_dials_per_session: 16,
+            allow_loopback_dials: false,
             max_listeners_per_session: 64,
             session_write_buffer: 8 * 1024 * 1024,
             session_read_buffer: 4 * 1024 * 1024,
@@ -75,6 +83,7 @@ impl Config {
                 idle_timeout: std::time::Duration::from_secs(60),
                 max_connections: 1024,
                 max_connections_per_peer: 8,
+                max_pending_dials: 64,
                 max_memory: 1024 << 20,
                 mdns: false,
                 relay: None,
@@ -90,6 +99,27 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Fits the limits that cost file descriptors into `nofile` (the process's limit):
+    /// dials being made, established libp2p connections, and HTTP connections get a
+    /// quarter each at most, the rest stays for listeners, files and the runtime. Says
+    /// what it lowered, for the log.
+    pub fn fit_fd_limit(&mut self, nofile: u64) -> Vec<String> {
+        let quarter = u32::try_from(nofile / 4).unwrap_or(u32::MAX).max(1);
+        let mut lowered = Vec::new();
+        let mut fit = |name: &str, value: &mut u32, most: u32| {
+            if *value > most {
+                lowered.push(format!("{name} {value} -> {most}"));
+                *value = most;
+            }
+        };
+        let dials = (quarter / u32::from(crate::node::DIAL_CONCURRENCY)).max(1);
+        fit("--max-pending-dials", &mut self.node.max_pending_dials, dials);
+        fit("--max-connections", &mut self.node.max_connections, quarter);
+        lowered
+    }
+}
+
 /// Whether an address is on this machine.
 pub fn is_loopback(addr: &SocketAddr) -> bool {
     match addr.ip() {
@@ -97,5 +127,23 @@ pub fn is_loopback(addr: &SocketAddr) -> bool {
         std::net::IpAddr::V6(ip) => {
             ip.is_loopback() || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fd_hungry_limits_fit_the_fd_limit() {
+        let mut config = Config::local();
+        assert!(config.fit_fd_limit(1 << 20).is_empty(), "defaults fit a large limit");
+        let lowered = config.fit_fd_limit(1024);
+        assert_eq!(config.node.max_pending_dials, 64);
+        assert_eq!(config.node.max_connections, 256);
+        assert_eq!(lowered, ["--max-connections 1024 -> 256"]);
+        config.fit_fd_limit(256);
+        assert_eq!(config.node.max_pending_dials, 16);
+        assert_eq!(config.node.max_connections, 64);
     }
 }

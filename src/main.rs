@@ -21,7 +21,17 @@ async fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let bind = format!("{}:{}", bracket(&cli.addr), cli.port);
-    let config = cli.into_config().context("reading the key")?;
+    let mut config = cli.into_config().context("reading the key")?;
+    // As Go programs do: the soft limit on open files up to the hard one. Then the
+    // limits that cost descriptors are fitted into it, leaving room for the rest.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(nofile) => {
+            for lowered in config.fit_fd_limit(nofile) {
+                tracing::warn!(nofile, %lowered, "limit lowered to fit the open file limit");
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot read the open file limit"),
+    }
     let listener =
         tokio::net::TcpListener::bind(&bind).await.with_context(|| format!("binding {bind}"))?;
     libp2p_websocket::run(config, listener, shutdown_signal()).await?;

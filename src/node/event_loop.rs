@@ -179,7 +179,8 @@ fn build_swarm(config: &NodeConfig, key: &NodeKey) -> Result<Swarm<Behaviour>, N
     let limits = libp2p::connection_limits::ConnectionLimits::default()
         .with_max_established(Some(config.max_connections))
         .with_max_established_per_peer(Some(config.max_connections_per_peer))
-        .with_max_pending_incoming(Some(PENDING_INCOMING));
+        .with_max_pending_incoming(Some(PENDING_INCOMING))
+        .with_max_pending_outgoing(Some(config.max_pending_dials));
     let swarm = libp2p::SwarmBuilder::with_existing_identity(key.keypair.clone())
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux)
@@ -194,7 +195,11 @@ fn build_swarm(config: &NodeConfig, key: &NodeKey) -> Result<Swarm<Behaviour>, N
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| build(&e))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle_timeout))
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(idle_timeout).with_dial_concurrency_factor(
+                std::num::NonZeroU8::new(super::DIAL_CONCURRENCY).expect("not zero"),
+            )
+        })
         .build();
     Ok(swarm)
 }
@@ -520,7 +525,7 @@ impl EventLoop {
     fn on_behaviour(&mut self, event: BehaviourEvent) {
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
-                tracing::debug!(peer = %peer_id, agent = %info.agent_version, "identified");
+                tracing::debug!(peer = %peer_id, agent = ?info.agent_version, "identified");
                 if info.protocols.contains(&KAD_PROTOCOL) {
                     for addr in &info.listen_addrs {
                         self.swarm.behaviour_mut().kad.add_address(&peer_id, addr.clone());

@@ -30,6 +30,8 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 pub const REACHABILITY_WAIT: Duration = Duration::from_secs(10);
 /// How long the node waits for its listeners to report their addresses at start.
 const LISTEN_WAIT: Duration = Duration::from_secs(5);
+/// Addresses of one peer dialed at once.
+pub const DIAL_CONCURRENCY: u8 = 4;
 /// Commands queued for the event loop.
 const COMMAND_QUEUE: usize = 256;
 
@@ -50,6 +52,9 @@ pub struct NodeConfig {
     pub max_connections: u32,
     /// Established libp2p connections to one peer.
     pub max_connections_per_peer: u32,
+    /// Outgoing connections being dialed at once, all sessions together (each may hold
+    /// a socket per address, [`DIAL_CONCURRENCY`] at a time).
+    pub max_pending_dials: u32,
     /// Bytes of memory the process may use before new connections are denied.
     pub max_memory: usize,
     /// Find peers on the LAN with mDNS.
@@ -167,8 +172,11 @@ pub struct Connected {
 /// names the relay's peer id at its end (and is not itself a circuit).
 pub fn parse_relay_addr(text: &str) -> Result<Multiaddr, String> {
     use libp2p::multiaddr::Protocol;
-    let bad = || format!("{text:?} is not a relay's multiaddr ending in /p2p/RELAY_ID");
-    let addr: Multiaddr = text.parse().map_err(|_| bad())?;
+    let bad = || {
+        let text = crate::protocol::text::quote(text);
+        format!("{text} is not a relay's multiaddr ending in /p2p/RELAY_ID")
+    };
+    let addr = crate::protocol::addrs::parse_addr(text).map_err(|_| bad())?;
     match addr.iter().last() {
         Some(Protocol::P2p(_)) if !addr.iter().any(|p| p == Protocol::P2pCircuit) => Ok(addr),
         _ => Err(bad()),

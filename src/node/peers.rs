@@ -117,6 +117,11 @@ impl PeerTable {
         Some(relay.map(|r| r.to_base58()).unwrap_or_default())
     }
 
+    /// Whether the node has a connection (direct or relayed) to `peer` now.
+    pub fn is_connected(&self, peer: &PeerId) -> bool {
+        self.lock().records.get(peer).is_some_and(|r| r.direct + r.relayed > 0)
+    }
+
     /// The direct addresses known for `peer` (dialed, announced by identify, found by
     /// mDNS), newest last.
     pub fn addresses(&self, peer: &PeerId) -> Vec<Multiaddr> {

@@ -7,10 +7,17 @@
 use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 use thiserror::Error;
 
-use super::ascii85;
+use super::{ascii85, text::quote};
 
 /// The prefix of a connect string that carries addresses.
 pub const ADDRS_PREFIX: &str = "/addrs/";
+/// The longest peer id text parsed, in bytes. Real ones are 46–60 characters of
+/// base58; the limit keeps base58's quadratic decode off huge input.
+pub const MAX_PEER_ID_TEXT: usize = 128;
+/// The longest multiaddr text parsed, in bytes (a DNS name is at most 253).
+pub const MAX_ADDR_TEXT: usize = 512;
+/// Addresses one Connect may carry (each may cost a socket while it is dialed).
+pub const MAX_CONNECT_ADDRS: usize = 16;
 
 /// Where a Connect should go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,14 +30,22 @@ pub struct ConnectTarget {
 /// Why a Connect's PEERID is not a peer.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum AddrsError {
-    #[error("bad peer id {0:?}: not a base58 libp2p peer id")]
+    #[error("bad peer id {}: not a base58 libp2p peer id", quote(.0))]
     BadPeerId(String),
+    #[error("bad peer id: {0} bytes, longer than any peer id ({MAX_PEER_ID_TEXT})")]
+    PeerIdTooLong(usize),
     #[error("bad /addrs/ connect string: {0}")]
     Ascii85(#[from] ascii85::Ascii85Error),
     #[error("bad /addrs/ connect string: JSON: {0}")]
     Json(String),
-    #[error("bad /addrs/ connect string: address {0:?} is not a multiaddr")]
+    #[error("bad /addrs/ connect string: address {} is not a multiaddr", quote(.0))]
     BadAddr(String),
+    #[error(
+        "bad /addrs/ connect string: an address is {0} bytes, over the limit of {MAX_ADDR_TEXT}"
+    )]
+    AddrTooLong(usize),
+    #[error("bad /addrs/ connect string: more than {MAX_CONNECT_ADDRS} addresses")]
+    TooManyAddrs,
     #[error("bad /addrs/ connect string: address {addr} belongs to peer {other}, not {peer}")]
     OtherPeer { addr: String, other: String, peer: String },
 }
@@ -61,6 +76,9 @@ impl ConnectTarget {
         match field("addrs") {
             None | Some(serde_json::Value::Null) => {}
             Some(serde_json::Value::Array(items)) => {
+                if items.len() > MAX_CONNECT_ADDRS {
+                    return Err(AddrsError::TooManyAddrs);
+                }
                 for item in items {
                     let text = item
                         .as_str()
@@ -86,13 +104,51 @@ impl ConnectTarget {
     }
 }
 
-fn parse_peer(text: &str) -> Result<PeerId, AddrsError> {
-    text.parse().map_err(|_| AddrsError::BadPeerId(text.chars().take(100).collect()))
+/// A peer id's text, refused unread when longer than any peer id.
+pub fn parse_peer(text: &str) -> Result<PeerId, AddrsError> {
+    if text.len() > MAX_PEER_ID_TEXT {
+        return Err(AddrsError::PeerIdTooLong(text.len()));
+    }
+    text.parse().map_err(|_| AddrsError::BadPeerId(text.to_string()))
+}
+
+/// A multiaddr's text, refused unread when over [`MAX_ADDR_TEXT`] (a `/p2p/` or
+/// `/certhash/` component inside is base58 too).
+pub fn parse_addr(text: &str) -> Result<Multiaddr, AddrsError> {
+    if text.len() > MAX_ADDR_TEXT {
+        return Err(AddrsError::AddrTooLong(text.len()));
+    }
+    text.parse().map_err(|_| AddrsError::BadAddr(text.to_string()))
+}
+
+/// Whether `addr` points at the dialing machine itself or its link: loopback,
+/// unspecified (which the kernel takes as this machine), link-local, or `localhost`
+/// by name. Browsers on other machines may not dial these (they would probe this
+/// machine's ports).
+pub fn is_local_target(addr: &Multiaddr) -> bool {
+    addr.iter().any(|component| match component {
+        Protocol::Ip4(ip) => ip.is_loopback() || ip.is_unspecified() || ip.is_link_local(),
+        Protocol::Ip6(ip) => {
+            let mapped = ip.to_ipv4_mapped();
+            ip.is_loopback()
+                || ip.is_unspecified()
+                || (ip.segments()[0] & 0xffc0) == 0xfe80
+                || mapped
+                    .is_some_and(|v4| v4.is_loopback() || v4.is_unspecified() || v4.is_link_local())
+        }
+        Protocol::Dns(name)
+        | Protocol::Dns4(name)
+        | Protocol::Dns6(name)
+        | Protocol::Dnsaddr(name) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost" || name.ends_with(".localhost")
+        }
+        _ => false,
+    })
 }
 
 fn strip_peer(text: &str, peer: PeerId) -> Result<Multiaddr, AddrsError> {
-    let mut addr: Multiaddr =
-        text.parse().map_err(|_| AddrsError::BadAddr(text.chars().take(200).collect()))?;
+    let mut addr = parse_addr(text)?;
     if let Some(Protocol::P2p(other)) = addr.iter().last() {
         if other != peer {
             return Err(AddrsError::OtherPeer {
@@ -141,5 +197,59 @@ mod tests {
         );
         let text = format!("/addrs/{}", ascii85::encode(json.as_bytes()));
         assert!(matches!(ConnectTarget::parse(&text), Err(AddrsError::OtherPeer { .. })));
+    }
+
+    #[test]
+    fn oversized_input_is_refused_unread() {
+        // A 256 KiB "peer id" would take seconds of base58 decoding; it is refused by
+        // its length alone.
+        let huge = "z".repeat(256 * 1024);
+        assert_eq!(ConnectTarget::parse(&huge), Err(AddrsError::PeerIdTooLong(huge.len())));
+        let peer = PeerId::random();
+        let inside = |addrs: Vec<String>| {
+            let json = serde_json::json!({ "peerID": peer.to_base58(), "addrs": addrs });
+            format!("/addrs/{}", ascii85::encode(json.to_string().as_bytes()))
+        };
+        // The same text as a /p2p/ component inside an address, and as the peerID.
+        let long_p2p = format!("/ip4/127.0.0.1/tcp/1/p2p/{huge}");
+        assert_eq!(
+            ConnectTarget::parse(&inside(vec![long_p2p.clone()])),
+            Err(AddrsError::AddrTooLong(long_p2p.len()))
+        );
+        let json = serde_json::json!({ "peerID": huge, "addrs": [] });
+        let text = format!("/addrs/{}", ascii85::encode(json.to_string().as_bytes()));
+        assert_eq!(ConnectTarget::parse(&text), Err(AddrsError::PeerIdTooLong(huge.len())));
+        // Too many addresses.
+        let many = (0..=MAX_CONNECT_ADDRS).map(|i| format!("/ip4/10.0.0.1/tcp/{i}")).collect();
+        assert_eq!(ConnectTarget::parse(&inside(many)), Err(AddrsError::TooManyAddrs));
+        let enough = (0..MAX_CONNECT_ADDRS).map(|i| format!("/ip4/10.0.0.1/tcp/{i}")).collect();
+        assert_eq!(ConnectTarget::parse(&inside(enough)).unwrap().addrs.len(), MAX_CONNECT_ADDRS);
+        // What a refusal quotes is short.
+        let bad = AddrsError::BadPeerId("\n".repeat(64)).to_string();
+        assert!(bad.len() < 200, "{bad}");
+    }
+
+    #[test]
+    fn local_targets() {
+        for local in [
+            "/ip4/127.0.0.1/tcp/22",
+            "/ip4/127.8.9.1/udp/1/quic-v1",
+            "/ip4/0.0.0.0/tcp/22",
+            "/ip4/169.254.1.1/tcp/22",
+            "/ip6/::1/tcp/22",
+            "/ip6/::/tcp/22",
+            "/ip6/fe80::1/tcp/22",
+            "/ip6/::ffff:127.0.0.1/tcp/22",
+            "/dns4/localhost/tcp/22",
+            "/dns/LocalHost./tcp/22",
+            "/dns6/db.localhost/tcp/22",
+        ] {
+            assert!(is_local_target(&local.parse().unwrap()), "{local}");
+        }
+        for remote in
+            ["/ip4/192.168.1.5/tcp/22", "/ip6/2001:db8::1/tcp/1", "/dns4/example.org/tcp/1"]
+        {
+            assert!(!is_local_target(&remote.parse().unwrap()), "{remote}");
+        }
     }
 }

@@ -7,8 +7,12 @@
 pub mod addrs;
 pub mod ascii85;
 mod message;
+pub mod text;
 
-pub use addrs::{AddrsError, ConnectTarget, ADDRS_PREFIX};
+pub use addrs::{
+    is_local_target, AddrsError, ConnectTarget, ADDRS_PREFIX, MAX_ADDR_TEXT, MAX_CONNECT_ADDRS,
+    MAX_PEER_ID_TEXT,
+};
 pub use message::{
     client_type, put_data_header, server_type, ClientMsg, ConnId, DecodeError, Relay, ServerMsg,
     DATA_HEADER_LEN,
@@ -22,7 +26,7 @@ pub const MAX_PROTOCOL_LEN: usize = 256;
 /// `/`, is at most [`MAX_PROTOCOL_LEN`] bytes, and holds only printable ASCII.
 pub fn validate_protocol(protocol: &str) -> Result<(), String> {
     if !protocol.starts_with('/') {
-        return Err(format!("protocol {protocol:?} must start with '/'"));
+        return Err(format!("protocol {} must start with '/'", text::quote(protocol)));
     }
     if protocol.len() > MAX_PROTOCOL_LEN {
         return Err(format!(
@@ -32,7 +36,8 @@ pub fn validate_protocol(protocol: &str) -> Result<(), String> {
     }
     if let Some(c) = protocol.chars().find(|c| !c.is_ascii_graphic()) {
         return Err(format!(
-            "protocol {protocol:?} contains {c:?}; only printable ASCII is allowed"
+            "protocol {} contains {c:?}; only printable ASCII is allowed",
+            text::quote(protocol)
         ));
     }
     Ok(())

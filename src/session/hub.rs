@@ -21,6 +21,11 @@ pub const LOCAL_ACCEPT_QUEUE: usize = 64;
 
 /// Listener changes buffered per presence subscriber before it must resync.
 const EVENT_BUFFER: usize = 1024;
+/// Bytes of listened protocol names the node announces, all sessions together (each
+/// name counts its length plus 2). Identify carries them with the node's addresses
+/// and its own protocols in one message that peers refuse past 4,096 bytes; past
+/// this budget a Listen is refused, so no session can break identify for all.
+pub const ANNOUNCE_BUDGET: usize = 1536;
 
 /// A session of this daemon started (`up`) or stopped listening on `protocol`.
 #[derive(Debug, Clone)]
@@ -32,19 +37,43 @@ pub struct ListenerEvent {
 /// The daemon-wide registry of listened protocols.
 #[derive(Clone)]
 pub struct Hub {
-    listeners: Arc<Mutex<HashMap<String, Registration>>>,
+    registry: Arc<Mutex<Registry>>,
     events: broadcast::Sender<ListenerEvent>,
+}
+
+#[derive(Default)]
+struct Registry {
+    listeners: HashMap<String, Registration>,
+    /// What the listened names cost in identify, in bytes.
+    announced: usize,
 }
 
 impl Default for Hub {
     fn default() -> Self {
-        Self { listeners: Arc::default(), events: broadcast::channel(EVENT_BUFFER).0 }
+        Self { registry: Arc::default(), events: broadcast::channel(EVENT_BUFFER).0 }
     }
 }
 
 struct Registration {
     session: u64,
     local: mpsc::Sender<BoxIo>,
+}
+
+/// Why a protocol cannot be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegisterError {
+    #[error("another session of this daemon listens on it")]
+    Taken,
+    #[error(
+        "the node announces {ANNOUNCE_BUDGET} bytes of listened protocol names already, \
+         all it can (identify must stay under 4 KiB)"
+    )]
+    AnnounceFull,
+}
+
+/// What a listened name costs in identify.
+fn announce_cost(protocol: &str) -> usize {
+    protocol.len() + 2
 }
 
 /// Why an in-process join failed.
@@ -57,30 +86,40 @@ pub enum LocalJoinError {
 }
 
 impl Hub {
-    /// Registers `session` as the listener of `protocol`; `None` if another has it.
-    pub fn register(&self, protocol: &str, session: u64) -> Option<mpsc::Receiver<BoxIo>> {
-        let mut listeners = self.lock();
-        if listeners.contains_key(protocol) {
-            return None;
+    /// Registers `session` as the listener of `protocol`.
+    pub fn register(
+        &self,
+        protocol: &str,
+        session: u64,
+    ) -> Result<mpsc::Receiver<BoxIo>, RegisterError> {
+        let mut registry = self.lock();
+        if registry.listeners.contains_key(protocol) {
+            return Err(RegisterError::Taken);
         }
+        let announced = registry.announced + announce_cost(protocol);
+        if announced > ANNOUNCE_BUDGET {
+            return Err(RegisterError::AnnounceFull);
+        }
+        registry.announced = announced;
         let (local, rx) = mpsc::channel(LOCAL_ACCEPT_QUEUE);
-        listeners.insert(protocol.to_string(), Registration { session, local });
+        registry.listeners.insert(protocol.to_string(), Registration { session, local });
         let _ = self.events.send(ListenerEvent { protocol: protocol.into(), up: true });
-        Some(rx)
+        Ok(rx)
     }
 
     /// Removes `session`'s registration of `protocol`, if it has it.
     pub fn unregister(&self, protocol: &str, session: u64) {
-        let mut listeners = self.lock();
-        if listeners.get(protocol).is_some_and(|r| r.session == session) {
-            listeners.remove(protocol);
+        let mut registry = self.lock();
+        if registry.listeners.get(protocol).is_some_and(|r| r.session == session) {
+            registry.listeners.remove(protocol);
+            registry.announced -= announce_cost(protocol);
             let _ = self.events.send(ListenerEvent { protocol: protocol.into(), up: false });
         }
     }
 
     /// Every protocol some session listens on, sorted.
     pub fn protocols(&self) -> Vec<String> {
-        let mut protocols: Vec<String> = self.lock().keys().cloned().collect();
+        let mut protocols: Vec<String> = self.lock().listeners.keys().cloned().collect();
         protocols.sort();
         protocols
     }
@@ -92,14 +131,16 @@ impl Hub {
 
     /// Number of protocols listened on, daemon-wide.
     pub fn listener_count(&self) -> usize {
-        self.lock().len()
+        self.lock().listeners.len()
     }
 
     /// Joins a connecting session to the session listening on `protocol`.
     pub fn join(&self, protocol: &str) -> Result<BoxIo, LocalJoinError> {
-        let listeners = self.lock();
-        let registration =
-            listeners.get(protocol).ok_or_else(|| LocalJoinError::NotListening(protocol.into()))?;
+        let registry = self.lock();
+        let registration = registry
+            .listeners
+            .get(protocol)
+            .ok_or_else(|| LocalJoinError::NotListening(protocol.into()))?;
         let (ours, theirs) = tokio::io::duplex(LOCAL_PIPE_BUFFER);
         registration
             .local
@@ -108,7 +149,7 @@ impl Hub {
         Ok(Box::new(ours))
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Registration>> {
-        self.listeners.lock().unwrap_or_else(|e| e.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Registry> {
+        self.registry.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

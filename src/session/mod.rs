@@ -6,6 +6,7 @@
 //! to the browser go through one bounded queue to a writer task, in order.
 
 pub mod hub;
+pub mod outbox;
 pub mod pump;
 #[cfg(test)]
 mod tests;
@@ -19,9 +20,9 @@ use std::{
     time::Duration,
 };
 
-use axum::extract::ws::{close_code, CloseFrame, Message};
+use axum::extract::ws::{close_code, Message};
 use bytes::Bytes;
-use futures::{Sink, SinkExt as _, Stream, StreamExt as _};
+use futures::{Sink, Stream, StreamExt as _};
 use libp2p::{PeerId, StreamProtocol};
 use tokio::{
     sync::{broadcast, mpsc, watch},
@@ -33,9 +34,8 @@ use tokio_util::{
 use tracing::Instrument as _;
 
 pub use hub::{Hub, ListenerEvent};
-use pump::{
-    BoxIo, ClosedFlag, Outbound, OutboundBudget, PumpEvent, ReadPump, WriteBudget, WritePump,
-};
+use outbox::Outbox;
+use pump::{BoxIo, ClosedFlag, OutboundBudget, PumpEvent, ReadPump, WriteBudget, WritePump};
 
 use crate::{
     config::Limits,
@@ -44,13 +44,20 @@ use crate::{
         Connected, NodeHandle, NodeKey, NodeSlot, PeerEvent, PeerStreams, Reachability, Route,
         StreamSlot,
     },
-    protocol::{validate_protocol, ClientMsg, ConnId, ConnectTarget, Relay, ServerMsg},
+    protocol::{
+        is_local_target, text, validate_protocol, ClientMsg, ConnId, ConnectTarget, Relay,
+        ServerMsg,
+    },
 };
 
-/// Messages queued for the browser before the session (and the read pumps) wait.
-pub const OUTBOUND_QUEUE: usize = 256;
 /// Messages queued for one stream before the session stops reading its WebSocket.
 pub const STREAM_WRITE_QUEUE: usize = 64;
+/// The answer to a browser on another machine that names this machine's own
+/// addresses: the same whatever is (or is not) listening there.
+pub const LOCAL_TARGET_REFUSED: &str = "loopback and link-local addresses are refused for \
+     browsers on other machines (the daemon's --allow-loopback-dials allows them)";
+/// Refused Listens and Connects logged a minute, of each kind, at most.
+const REFUSALS_LOGGED: u32 = 20;
 /// Incoming streams queued for the session from its listeners.
 const INCOMING_QUEUE: usize = 256;
 /// Pump reports queued for the session.
@@ -135,6 +142,8 @@ struct Incoming {
 
 /// The end of a Connect's dial and stream negotiation.
 struct ConnectOutcome {
+    /// The peer this Connect counts as dialing for the session, if it does.
+    dialing: Option<PeerId>,
     peer_text: String,
     protocol: String,
     frames: bool,
@@ -171,9 +180,9 @@ where
     let span = tracing::info_span!("session", id);
     let active = shared.active.fetch_add(1, Ordering::Relaxed) + 1;
     let (sink, stream) = socket.split();
-    let (out, out_rx) = mpsc::channel(OUTBOUND_QUEUE);
     let write_failed = CancellationToken::new();
-    let writer = write_websocket(sink, out_rx, write_failed.clone());
+    // A browser that takes nothing for the keepalive time is as gone as a silent one.
+    let (out, writer) = Outbox::new(sink, shared.limits.keepalive_timeout, write_failed.clone());
     let writer = tokio::spawn(writer.instrument(span.clone()));
     let mut session = Session::new(id, shared.clone(), loopback, out);
     let mut goodbye_by = tokio::time::Instant::now();
@@ -206,49 +215,6 @@ where
     shared.active.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// Sends queued messages to the browser, flushing once per burst.
-async fn write_websocket<K>(
-    mut sink: K,
-    mut queue: mpsc::Receiver<Outbound>,
-    failed: CancellationToken,
-) where
-    K: Sink<Message, Error = axum::Error> + Unpin,
-{
-    while let Some(first) = queue.recv().await {
-        let mut burst = Some(first);
-        let mut result = Ok(());
-        let mut closing = false;
-        while let Some(next) = burst.take() {
-            let message = match next {
-                // The message's budget permit is released once the sink has it.
-                Outbound::Message { bytes, permit: _permit } => Message::Binary(bytes),
-                Outbound::Ping => Message::Ping(Bytes::new()),
-                Outbound::Close { code, reason } => {
-                    closing = true;
-                    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
-                }
-            };
-            result = sink.feed(message).await;
-            if result.is_err() || closing {
-                break;
-            }
-            burst = queue.try_recv().ok();
-        }
-        if result.is_ok() {
-            result = sink.flush().await;
-        }
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "WebSocket write failed");
-            failed.cancel();
-            return;
-        }
-        if closing {
-            return;
-        }
-    }
-    let _ = sink.close().await;
-}
-
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
@@ -264,6 +230,8 @@ enum End {
     TooBig(usize),
     /// The daemon has as many sessions as it takes.
     TooMany(usize),
+    /// The browser left more than this many bytes of replies unread.
+    Backlogged(usize),
 }
 
 struct Session {
@@ -271,13 +239,17 @@ struct Session {
     shared: Arc<Shared>,
     loopback: bool,
     node: Option<NodeHandle>,
-    out: mpsc::Sender<Outbound>,
+    out: Outbox,
+    /// Set when the browser stopped taking replies: the session ends.
+    backlogged: bool,
     outbound_budget: OutboundBudget,
     pump_tx: mpsc::Sender<PumpEvent>,
     pump_rx: mpsc::Receiver<PumpEvent>,
     incoming_tx: mpsc::Sender<Incoming>,
     incoming_rx: mpsc::Receiver<Incoming>,
     connects: JoinSet<ConnectOutcome>,
+    /// Connects in progress to peers that were not connected, by peer.
+    dialing: HashMap<PeerId, usize>,
     listeners: HashMap<String, Listener>,
     conns: HashMap<ConnId, Conn>,
     next_conn: ConnId,
@@ -301,7 +273,7 @@ struct Presence {
 }
 
 impl Session {
-    fn new(id: u64, shared: Arc<Shared>, loopback: bool, out: mpsc::Sender<Outbound>) -> Self {
+    fn new(id: u64, shared: Arc<Shared>, loopback: bool, out: Outbox) -> Self {
         let (pump_tx, pump_rx) = mpsc::channel(PUMP_EVENT_QUEUE);
         let (incoming_tx, incoming_rx) = mpsc::channel(INCOMING_QUEUE);
         let budget = Arc::new(WriteBudget::new(shared.limits.session_write_buffer));
@@ -312,12 +284,14 @@ impl Session {
             loopback,
             node: None,
             out,
+            backlogged: false,
             outbound_budget,
             pump_tx,
             pump_rx,
             incoming_tx,
             incoming_rx,
             connects: JoinSet::new(),
+            dialing: HashMap::new(),
             listeners: HashMap::new(),
             conns: HashMap::new(),
             next_conn: 0,
@@ -346,11 +320,14 @@ impl Session {
         let mut last_seen = tokio::time::Instant::now();
         let mut node_rx: watch::Receiver<Option<NodeHandle>> = self.shared.node.subscribe();
         let node = node_rx.borrow_and_update().clone();
-        self.send(ServerMsg::Hello { started: node.is_some(), version: VERSION.into() }).await;
+        self.send(ServerMsg::Hello { started: node.is_some(), version: VERSION.into() });
         if let Some(node) = node {
             self.node_ready(node).await;
         }
         loop {
+            if self.backlogged {
+                return End::Backlogged(outbox::REPLY_BACKLOG);
+            }
             let paused = self.blocked.is_some() || self.budget.is_over();
             let budget = self.budget.clone();
             tokio::select! {
@@ -369,24 +346,24 @@ impl Session {
                     if let Some(node) = node {
                         self.node_ready(node).await;
                         if self.presence.is_some() {
-                            self.send_peers().await;
+                            self.send_peers();
                         }
                     }
                 }
                 Some(()) = reachability_changed(self.reachability.as_mut()) => {
-                    self.send_identify().await;
+                    self.send_identify();
                 }
                 event = next_presence(self.presence.as_mut()) => match event {
                     PresenceEvent::Listener(Ok(ListenerEvent { protocol, up })) => {
-                        self.send(ServerMsg::LocalListener { up, protocol }).await;
+                        self.send(ServerMsg::LocalListener { up, protocol });
                     }
-                    PresenceEvent::Peer(Ok(event)) => self.send(peer_msg(event)).await,
+                    PresenceEvent::Peer(Ok(event)) => self.send(peer_msg(event)),
                     // Fell behind: send the whole state again.
                     PresenceEvent::Listener(Err(_)) | PresenceEvent::Peer(Err(_)) => {
-                        self.send(ServerMsg::PresenceResync).await;
-                        self.send_peers().await;
-                        self.send_listeners().await;
-                        self.send(ServerMsg::PresenceReady).await;
+                        self.send(ServerMsg::PresenceResync);
+                        self.send_peers();
+                        self.send_listeners();
+                        self.send(ServerMsg::PresenceReady);
                     }
                 },
                 _ = budget.drained.notified(), if paused => self.retry_blocked(),
@@ -398,7 +375,7 @@ impl Session {
                     } else if last_seen.elapsed() > limits.keepalive_timeout {
                         return End::Keepalive(limits.keepalive_timeout);
                     }
-                    let _ = self.out.try_send(Outbound::Ping);
+                    self.out.ping();
                 }
                 message = ws.next(), if !paused => {
                     last_seen = tokio::time::Instant::now();
@@ -420,7 +397,7 @@ impl Session {
             Some(Ok(Message::Binary(bytes))) => self.on_message(bytes).await,
             Some(Ok(Message::Text(_))) => {
                 let msg = "text messages are not part of the protocol; send binary messages";
-                self.send(ServerMsg::ProtocolError { msg: msg.into() }).await;
+                self.send(ServerMsg::ProtocolError { msg: msg.into() });
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
             Some(Ok(Message::Close(_))) | None => return Some(End::Left),
@@ -430,10 +407,13 @@ impl Session {
         None
     }
 
-    /// Queues a message for the browser. If the browser is gone the session is ending
-    /// anyway, so a failed send is not an error here.
-    async fn send(&self, msg: ServerMsg) {
-        let _ = self.out.send(msg.encode().into()).await;
+    /// Queues a message for the browser, never waiting: a browser that leaves too
+    /// much unread ends its session (see [`outbox`]). If the browser is gone the
+    /// session is ending anyway, so a failed send is not an error here.
+    fn send(&mut self, msg: ServerMsg) {
+        if self.out.reply(&msg).is_err() {
+            self.backlogged = true;
+        }
     }
 
     /// The node runs: Identify, once reachability is known (or a little while has
@@ -444,11 +424,11 @@ impl Session {
         watch.borrow_and_update();
         self.reachability = Some(watch);
         self.node = Some(node);
-        self.send_identify().await;
+        self.send_identify();
     }
 
-    async fn send_identify(&self) {
-        let Some(node) = &self.node else { return };
+    fn send_identify(&mut self) {
+        let Some(node) = self.node.clone() else { return };
         // The private key lets its holder act as this node: only a browser on this very
         // machine (the daemon's owner) gets it.
         let key = if self.loopback { node.key().text.clone() } else { String::new() };
@@ -457,8 +437,7 @@ impl Session {
             peer_id: node.peer_id().to_base58(),
             addresses: node.addresses_json(),
             key,
-        })
-        .await;
+        });
     }
 
     async fn on_message(&mut self, bytes: Bytes) {
@@ -466,7 +445,7 @@ impl Session {
             Ok(msg) => msg,
             Err(e) => {
                 tracing::debug!(error = %e, "bad message");
-                return self.send(ServerMsg::ProtocolError { msg: e.to_string() }).await;
+                return self.send(ServerMsg::ProtocolError { msg: e.to_string() });
             }
         };
         match msg {
@@ -477,7 +456,7 @@ impl Session {
                 if self.conns.contains_key(&id) {
                     self.close_conn(id, None).await;
                 } else {
-                    self.send_unknown(id).await;
+                    self.send_unknown(id);
                 }
             }
             ClientMsg::Data { id, data } => self.on_data(id, data).await,
@@ -492,37 +471,48 @@ impl Session {
                 self.extensions = true;
                 self.presence =
                     Some(Presence { listeners: self.shared.hub.subscribe(), peers: None });
-                self.send_peers().await;
-                self.send_listeners().await;
-                self.send(ServerMsg::PresenceReady).await;
+                self.send_peers();
+                self.send_listeners();
+                self.send(ServerMsg::PresenceReady);
             }
         }
     }
 
     /// (Re)subscribes to the node's peer changes and sends every known peer.
-    async fn send_peers(&mut self) {
+    fn send_peers(&mut self) {
         let (Some(node), Some(presence)) = (&self.node, &mut self.presence) else { return };
         presence.peers = Some(node.peers().subscribe());
         for row in node.peers().snapshot() {
-            self.send(peer_msg(row)).await;
+            if self.out.reply(&peer_msg(row)).is_err() {
+                self.backlogged = true;
+                return;
+            }
         }
     }
 
     /// (Re)subscribes to listener changes and sends every listened protocol.
-    async fn send_listeners(&mut self) {
+    fn send_listeners(&mut self) {
         let Some(presence) = &mut self.presence else { return };
         presence.listeners = self.shared.hub.subscribe();
         for protocol in self.shared.hub.protocols() {
-            self.send(ServerMsg::LocalListener { up: true, protocol }).await;
+            self.send(ServerMsg::LocalListener { up: true, protocol });
         }
     }
 
-    async fn send_unknown(&self, id: ConnId) {
-        self.send(ServerMsg::ConnectionClosed { id, reason: "unknown connection".into() }).await;
+    fn send_unknown(&mut self, id: ConnId) {
+        self.send(ServerMsg::ConnectionClosed { id, reason: "unknown connection".into() });
     }
 
     async fn on_start(&mut self, key: Bytes) {
         let key = if key.is_empty() {
+            None
+        } else if !self.loopback {
+            // Whoever gives the key owns the node's identity: only the daemon's owner
+            // may. (A running node ignores a Start's key anyway.)
+            if self.shared.node.current().is_none() {
+                let msg = "Start: a key is taken only from a browser on the daemon's machine";
+                return self.send(ServerMsg::ProtocolError { msg: msg.into() });
+            }
             None
         } else {
             match std::str::from_utf8(&key)
@@ -532,7 +522,7 @@ impl Session {
                 Ok(key) => Some(key),
                 Err(e) => {
                     let msg = format!("Start: invalid key: {e}");
-                    return self.send(ServerMsg::ProtocolError { msg }).await;
+                    return self.send(ServerMsg::ProtocolError { msg });
                 }
             }
         };
@@ -540,21 +530,25 @@ impl Session {
             Ok(node) => self.node_ready(node).await,
             Err(e) => {
                 tracing::warn!(error = %e, "node failed to start");
-                self.send(ServerMsg::ProtocolError { msg: format!("Start: {e}") }).await;
+                self.send(ServerMsg::ProtocolError { msg: format!("Start: {e}") });
             }
         }
     }
 
     async fn on_listen(&mut self, frames: bool, protocol: String) {
         let refused = match self.try_listen(frames, &protocol) {
-            Ok(()) => return self.send(ServerMsg::Listening { protocol }).await,
+            Ok(()) => return self.send(ServerMsg::Listening { protocol }),
             Err(reason) => reason,
         };
-        tracing::info!(%protocol, %refused, "listen refused");
-        if refused.contains("send Start") {
-            self.send(ServerMsg::ProtocolError { msg: format!("Listen: {refused}") }).await;
+        static LOG: LimitLog = LimitLog::with_burst(REFUSALS_LOGGED);
+        if let Some(unlogged) = LOG.hit() {
+            let protocol = text::quote(&protocol);
+            tracing::info!(%protocol, %refused, unlogged, "listen refused");
         }
-        self.send(ServerMsg::ListenRefused { protocol }).await;
+        if refused.contains("send Start") {
+            self.send(ServerMsg::ProtocolError { msg: format!("Listen: {refused}") });
+        }
+        self.send(ServerMsg::ListenRefused { protocol: text::echo(protocol) });
     }
 
     fn try_listen(&mut self, frames: bool, protocol: &str) -> Result<(), String> {
@@ -567,11 +561,7 @@ impl Session {
         if self.listeners.len() >= limit {
             return Err(format!("too many listeners in this session (limit {limit})"));
         }
-        let local = self
-            .shared
-            .hub
-            .register(protocol, self.id)
-            .ok_or("another session of this daemon listens on it")?;
+        let local = self.shared.hub.register(protocol, self.id).map_err(|e| e.to_string())?;
         let stream_protocol = StreamProtocol::try_from_owned(protocol.to_string())
             .map_err(|e| e.to_string())
             .and_then(|p| node.control().accept(p).map_err(|e| e.to_string()));
@@ -616,12 +606,12 @@ impl Session {
                 self.close_conn(id, Some("listener stopped".into())).await;
             }
         }
-        self.send(ServerMsg::ListenerClosed { protocol }).await;
+        self.send(ServerMsg::ListenerClosed { protocol });
     }
 
     async fn on_data(&mut self, id: ConnId, data: Bytes) {
         let Some(conn) = self.conns.get(&id) else {
-            return self.send_unknown(id).await;
+            return self.send_unknown(id);
         };
         let max_frame = self.shared.limits.max_frame;
         if conn.frames && data.len() > max_frame {
@@ -662,10 +652,17 @@ impl Session {
         let (target, route) = match self.check_connect(&relay, &protocol, &peer_text) {
             Ok(checked) => checked,
             Err(error) => {
-                tracing::info!(peer = %peer_text, %protocol, %error, "connect refused");
-                let refused =
-                    ServerMsg::PeerConnectionRefused { peer_id: peer_text, protocol, error };
-                return self.send(refused).await;
+                static LOG: LimitLog = LimitLog::with_burst(REFUSALS_LOGGED);
+                if let Some(unlogged) = LOG.hit() {
+                    let (peer, protocol) = (text::quote(&peer_text), text::quote(&protocol));
+                    tracing::info!(%peer, %protocol, %error, unlogged, "connect refused");
+                }
+                let refused = ServerMsg::PeerConnectionRefused {
+                    peer_id: text::echo(peer_text),
+                    protocol: text::echo(protocol),
+                    error,
+                };
+                return self.send(refused);
             }
         };
         let node = self.node.clone().expect("checked by check_connect");
@@ -675,21 +672,25 @@ impl Session {
                 Ok(io) => {
                     let id = self.alloc_id();
                     let peer_id = node.peer_id().to_base58();
-                    self.send(ServerMsg::PeerConnection { id, peer_id, protocol }).await;
+                    self.send(ServerMsg::PeerConnection { id, peer_id, protocol });
                     self.start_conn(id, io, frames, None, None);
                 }
                 Err(e) => {
                     let refused = ServerMsg::PeerConnectionRefused {
-                        peer_id: peer_text,
+                        peer_id: text::echo(peer_text),
                         protocol,
                         error: e.to_string(),
                     };
-                    self.send(refused).await;
+                    self.send(refused);
                 }
             }
             return;
         }
         let stream_protocol = StreamProtocol::try_from_owned(protocol.clone()).expect("validated");
+        let dialing = (!node.peers().is_connected(&target.peer)).then_some(target.peer);
+        if let Some(peer) = dialing {
+            *self.dialing.entry(peer).or_default() += 1;
+        }
         self.connects.spawn(
             async move {
                 let result = node
@@ -697,7 +698,7 @@ impl Session {
                     .await
                     .map(|connected| (target.peer, connected))
                     .map_err(|e| e.to_string());
-                ConnectOutcome { peer_text, protocol, frames, result }
+                ConnectOutcome { dialing, peer_text, protocol, frames, result }
             }
             .in_current_span(),
         );
@@ -719,35 +720,67 @@ impl Session {
             Relay::Via(text) => Route::Relay(parse_relay(text)?),
         };
         let target = ConnectTarget::parse(peer_text).map_err(|e| e.to_string())?;
-        let limit = self.shared.limits.max_streams_per_session;
+        let limits = &self.shared.limits;
+        if !self.loopback && !limits.allow_loopback_dials {
+            let named = target.addrs.iter().chain(match &route {
+                Route::Relay(relay) => Some(relay),
+                _ => None,
+            });
+            if named.into_iter().any(is_local_target) {
+                return Err(LOCAL_TARGET_REFUSED.into());
+            }
+        }
+        let limit = limits.max_streams_per_session;
         if self.conns.len() + self.connects.len() >= limit {
             return Err(format!("too many streams in this session (limit {limit})"));
+        }
+        let limit = limits.max_dials_per_session;
+        if self.dialing.len() >= limit && self.dials(target.peer) {
+            return Err(format!("too many peers being dialed by this session (limit {limit})"));
         }
         Ok((target, route))
     }
 
     /// Tells an extension-aware session that stream `id` goes through `relay`.
-    async fn send_relayed(&self, id: ConnId, relay: Option<String>) {
+    fn send_relayed(&mut self, id: ConnId, relay: Option<String>) {
         if let Some(relay) = relay.filter(|_| self.extensions) {
-            self.send(ServerMsg::Relayed { id, relay }).await;
+            self.send(ServerMsg::Relayed { id, relay });
         }
     }
 
+    /// Whether a Connect to `peer` would dial a peer this session is not dialing yet.
+    fn dials(&self, peer: PeerId) -> bool {
+        let connected = self.node.as_ref().is_some_and(|node| node.peers().is_connected(&peer));
+        !connected && !self.dialing.contains_key(&peer)
+    }
+
     async fn on_connected(&mut self, outcome: ConnectOutcome) {
-        let ConnectOutcome { peer_text, protocol, frames, result } = outcome;
+        let ConnectOutcome { dialing, peer_text, protocol, frames, result } = outcome;
+        if let Some(peer) = dialing {
+            if let Some(n) = self.dialing.get_mut(&peer) {
+                *n -= 1;
+                if *n == 0 {
+                    self.dialing.remove(&peer);
+                }
+            }
+        }
         match result {
             Ok((peer, Connected { stream, slot, relay })) => {
                 let id = self.alloc_id();
                 tracing::debug!(conn = id, %peer, %protocol, ?relay, "stream opened");
                 let msg = ServerMsg::PeerConnection { id, peer_id: peer.to_base58(), protocol };
-                self.send(msg).await;
-                self.send_relayed(id, relay).await;
+                self.send(msg);
+                self.send_relayed(id, relay);
                 self.start_conn(id, Box::new(stream.compat()), frames, None, Some(slot));
             }
             Err(error) => {
-                tracing::info!(peer = %peer_text, %protocol, %error, "connect failed");
-                self.send(ServerMsg::PeerConnectionRefused { peer_id: peer_text, protocol, error })
-                    .await;
+                static LOG: LimitLog = LimitLog::with_burst(REFUSALS_LOGGED);
+                if let Some(unlogged) = LOG.hit() {
+                    let peer = text::quote(&peer_text);
+                    tracing::info!(%peer, %protocol, %error, unlogged, "connect failed");
+                }
+                let peer_id = text::echo(peer_text);
+                self.send(ServerMsg::PeerConnectionRefused { peer_id, protocol, error });
             }
         }
     }
@@ -770,10 +803,10 @@ impl Session {
         let id = self.alloc_id();
         tracing::debug!(conn = id, %peer, %protocol, "stream accepted");
         let peer_id = peer.to_base58();
-        self.send(ServerMsg::ListenerConnection { id, peer_id, protocol: protocol.clone() }).await;
+        self.send(ServerMsg::ListenerConnection { id, peer_id, protocol: protocol.clone() });
         // Accepted just now: relayed if every connection to the peer is.
         let relay = self.node.as_ref().and_then(|node| node.peers().relay_of(&peer));
-        self.send_relayed(id, relay).await;
+        self.send_relayed(id, relay);
         self.start_conn(id, io, frames, Some((protocol, generation)), slot);
     }
 
@@ -839,7 +872,7 @@ impl Session {
         finish_writer(conn.writer);
         if let Some(reason) = reason {
             if conn.closed.claim() {
-                self.send(ServerMsg::ConnectionClosed { id, reason }).await;
+                self.send(ServerMsg::ConnectionClosed { id, reason });
             }
         }
     }
@@ -859,6 +892,9 @@ impl Session {
             End::TooMany(limit) => {
                 (close_code::AGAIN, format!("too many sessions (limit {limit})"))
             }
+            End::Backlogged(limit) => {
+                (close_code::POLICY, format!("more than {limit} bytes of replies left unread"))
+            }
         };
         if let End::Shutdown = end {
             let mut ids: Vec<ConnId> = self.conns.keys().copied().collect();
@@ -867,7 +903,7 @@ impl Session {
                 self.close_conn(id, Some(reason.clone())).await;
             }
         }
-        let _ = self.out.send(Outbound::Close { code, reason }).await;
+        self.out.close(code, reason);
     }
 
     /// Frees everything the session holds: listeners, streams, pending connects.
@@ -919,10 +955,11 @@ async fn reachability_changed(watch: Option<&mut watch::Receiver<Reachability>>)
 /// A Connect's RELAY string: the relay's base58 peer id, or its multiaddr ending in
 /// `/p2p/RELAY_ID`.
 fn parse_relay(text: &str) -> Result<libp2p::Multiaddr, String> {
-    match text.parse::<PeerId>() {
+    match crate::protocol::addrs::parse_peer(text) {
         Ok(peer) => Ok(libp2p::Multiaddr::empty().with(libp2p::multiaddr::Protocol::P2p(peer))),
         Err(_) => crate::node::parse_relay_addr(text).map_err(|_| {
-            format!("RELAY {text:?} is neither a peer id nor a multiaddr ending in /p2p/ID")
+            let text = text::quote(text);
+            format!("RELAY {text} is neither a peer id nor a multiaddr ending in /p2p/ID")
         }),
     }
 }

@@ -4,8 +4,7 @@
 //! Stream → browser: the read pump takes room for the bytes it is about to read from
 //! the session's [`OutboundBudget`] before it reads them, so a browser that stops
 //! reading stops the remote peer (its libp2p stream is no longer read) instead of
-//! queue before it reads again, so a browser that stops reading stops the remote peer
-//! (its libp2p stream is no longer read) instead of growing memory.
+//! growing memory.
 //! Browser → stream: each stream has a bounded write queue, and the session counts the
 //! bytes queued across all its streams in a [`WriteBudget`]; past the budget the session
 //! stops reading its WebSocket until a write pump makes room.
@@ -22,6 +21,7 @@ use tokio::{
     sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore},
 };
 
+use super::outbox::Outbox;
 use crate::protocol::{put_data_header, ConnId, ServerMsg, DATA_HEADER_LEN};
 
 /// A bidirectional byte stream: a libp2p stream or one end of an in-process pipe.
@@ -59,23 +59,6 @@ impl WriteBudget {
 
     pub fn is_over(&self) -> bool {
         self.queued.load(Ordering::Relaxed) > self.limit
-    }
-}
-
-/// What goes to the browser, in order. Data holds its share of the session's
-/// [`OutboundBudget`] until the WebSocket writer has taken it.
-pub enum Outbound {
-    /// One protocol message.
-    Message { bytes: Bytes, permit: Option<OwnedSemaphorePermit> },
-    /// A WebSocket ping (keepalive).
-    Ping,
-    /// A WebSocket close frame; the writer stops after it.
-    Close { code: u16, reason: String },
-}
-
-impl From<Bytes> for Outbound {
-    fn from(bytes: Bytes) -> Self {
-        Self::Message { bytes, permit: None }
     }
 }
 
@@ -125,7 +108,7 @@ pub struct ReadPump {
     pub id: ConnId,
     pub frames: bool,
     pub max_frame: usize,
-    pub out: mpsc::Sender<Outbound>,
+    pub out: Outbox,
     pub budget: OutboundBudget,
     pub closed: Arc<ClosedFlag>,
     pub events: mpsc::Sender<PumpEvent>,
@@ -142,8 +125,8 @@ impl ReadPump {
                 read_chunk(&mut rd, self.id, &self.budget).await
             };
             match next {
-                Ok(Some(message)) => {
-                    if self.out.send(message).await.is_err() {
+                Ok(Some((bytes, permit))) => {
+                    if !self.out.data(bytes, permit) {
                         return; // the session is gone
                     }
                 }
@@ -153,8 +136,7 @@ impl ReadPump {
         };
         tracing::debug!(conn = self.id, %reason, "stream read ended");
         if self.closed.claim() {
-            let closed = ServerMsg::ConnectionClosed { id: self.id, reason };
-            let _ = self.out.send(closed.encode().into()).await;
+            self.out.notice(&ServerMsg::ConnectionClosed { id: self.id, reason });
         }
         let _ = self.events.send(PumpEvent::ReadEnded { id: self.id }).await;
     }
@@ -169,7 +151,7 @@ async fn read_chunk(
     rd: &mut ReadHalf<BoxIo>,
     id: ConnId,
     budget: &OutboundBudget,
-) -> Result<Option<Outbound>, String> {
+) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, String> {
     let read_error = |e: std::io::Error| format!("read error: {e}");
     let mut first = [0u8; FIRST_READ];
     let n = rd.read(&mut first).await.map_err(read_error)?;
@@ -193,7 +175,7 @@ async fn read_chunk(
     // Give back what the chunk did not use.
     let used = (buf.len() - DATA_HEADER_LEN + MESSAGE_OVERHEAD).min(budget.limit);
     drop(permit.split(permit.num_permits().saturating_sub(used)));
-    Ok(Some(Outbound::Message { bytes: buf.freeze(), permit: Some(permit) }))
+    Ok(Some((buf.freeze(), permit)))
 }
 
 /// One length-prefixed frame as a whole Data message, or `None` at a clean end of stream
@@ -203,7 +185,7 @@ async fn read_frame(
     id: ConnId,
     max_frame: usize,
     budget: &OutboundBudget,
-) -> Result<Option<Outbound>, String> {
+) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, String> {
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -231,7 +213,7 @@ async fn read_frame(
             Err(e) => return Err(format!("read error: {e}")),
         }
     }
-    Ok(Some(Outbound::Message { bytes: buf.freeze(), permit: Some(permit) }))
+    Ok(Some((buf.freeze(), permit)))
 }
 
 /// A write pump's queue, which gives the session back its budget for what was never

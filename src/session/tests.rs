@@ -119,3 +119,129 @@ async fn nothing_of_a_closed_session_remains() {
     assert_eq!(shared.hub.listener_count(), 0);
     assert_eq!(shared.active_sessions(), 0);
 }
+
+async fn shared_with(limits: crate::config::Limits) -> Arc<Shared> {
+    let config = Config::local();
+    let node = Arc::new(NodeSlot::new(config.node, CancellationToken::new()));
+    node.start(None).await.unwrap();
+    Arc::new(Shared::new(node, limits))
+}
+
+/// Listens and stops, `pairs` times, on a 200-byte protocol: two replies a pair; never
+/// reads. `false` if the session went away before all was sent.
+async fn ask_without_reading(browser: &mut Browser, pairs: usize) -> bool {
+    let protocol = format!("/{}", "p".repeat(199));
+    for _ in 0..pairs {
+        let listen = ClientMsg::Listen { frames: true, protocol: protocol.clone() };
+        let stop = ClientMsg::Stop { retain: false, protocol: protocol.clone() };
+        for msg in [listen, stop] {
+            // A session stuck on its browser would stop taking messages here.
+            let message = Message::Binary(msg.encode());
+            let sent =
+                tokio::time::timeout(Duration::from_secs(10), browser.to_session.send(message));
+            match sent.await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return false,
+                Err(_) => panic!("the session stopped reading its browser's messages"),
+            }
+        }
+    }
+    true
+}
+
+#[tokio::test]
+async fn a_browser_that_asks_and_never_reads_is_closed_and_freed() {
+    let shared = shared_with(crate::config::Limits::default()).await;
+    let (mut browser, task) = open_session(&shared, true);
+    // Replies pile up unread (each pair ~420 bytes): past the backlog the session ends
+    // instead of waiting on its browser for good.
+    let pairs = outbox::REPLY_BACKLOG / 400 * 2;
+    assert!(!ask_without_reading(&mut browser, pairs).await, "the session took it all");
+    tokio::time::timeout(GOODBYE_GRACE + Duration::from_secs(5), task).await.unwrap().unwrap();
+    assert_eq!(shared.hub.listener_count(), 0);
+    let freed = async {
+        while shared.active_sessions() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    tokio::time::timeout(GOODBYE_GRACE + Duration::from_secs(5), freed).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_browser_that_stops_reading_cannot_hold_its_session_past_keepalive_or_shutdown() {
+    let limits = crate::config::Limits {
+        ping_interval: Duration::from_millis(200),
+        keepalive_timeout: Duration::from_secs(1),
+        ..Default::default()
+    };
+    let shared = shared_with(limits).await;
+    // Keepalive: the browser's socket is full (it reads nothing), and it sent nothing
+    // for a while: the session ends within the keepalive time and its goodbye grace.
+    let (mut browser, task) = open_session(&shared, true);
+    assert!(ask_without_reading(&mut browser, 200).await);
+    let bound = Duration::from_secs(1) + GOODBYE_GRACE + Duration::from_secs(5);
+    tokio::time::timeout(bound, task).await.expect("closed after keepalive").unwrap();
+    // Shutdown: same browser state, and the daemon shuts down.
+    let cancel = CancellationToken::new();
+    let (to_session, incoming) = fmpsc::channel(16);
+    let (outgoing, _from_session) = fmpsc::channel(16);
+    let socket = ChannelSocket { incoming, outgoing };
+    let task = tokio::spawn(run(socket, shared.clone(), true, cancel.clone()));
+    let mut browser = Browser { to_session, from_session: fmpsc::channel(1).1 };
+    assert!(ask_without_reading(&mut browser, 200).await);
+    cancel.cancel();
+    let bound = SHUTDOWN_GRACE + Duration::from_secs(2);
+    tokio::time::timeout(bound, task).await.expect("ended at shutdown").unwrap();
+    assert_eq!(shared.active_sessions(), 0);
+}
+
+#[tokio::test]
+async fn browsers_on_other_machines_cannot_dial_this_machine_or_give_the_key() {
+    let (shared, _) = started_shared().await;
+    let (mut browser, _task) = open_session(&shared, false);
+    browser.recv().await;
+    browser.recv().await;
+    let peer = libp2p::PeerId::random();
+    // Whatever listens there or not, the answer is the same, and nothing is dialed.
+    for addr in ["/ip4/127.0.0.1/tcp/22", "/ip4/127.0.0.1/tcp/1", "/ip6/fe80::1/tcp/80"] {
+        let target = ConnectTarget { peer, addrs: vec![addr.parse().unwrap()] };
+        let peer = target.to_connect_string();
+        let protocol = "/test/scan/1".to_string();
+        browser
+            .send(ClientMsg::Connect { frames: true, relay: Relay::Direct, protocol, peer })
+            .await;
+        match browser.recv().await {
+            ServerMsg::PeerConnectionRefused { error, .. } => {
+                assert_eq!(error, LOCAL_TARGET_REFUSED)
+            }
+            other => panic!("expected a refusal, got {other:?}"),
+        }
+    }
+    let relay = Relay::Via(format!("/ip4/127.0.0.1/tcp/4001/p2p/{}", libp2p::PeerId::random()));
+    let (protocol, peer) = ("/test/scan/1".to_string(), peer.to_base58());
+    browser.send(ClientMsg::Connect { frames: true, relay, protocol, peer }).await;
+    assert!(matches!(
+        browser.recv().await,
+        ServerMsg::PeerConnectionRefused { error, .. } if error == LOCAL_TARGET_REFUSED
+    ));
+
+    // A node not yet started takes no key from a browser on another machine.
+    let config = Config::local();
+    let node = Arc::new(NodeSlot::new(config.node, CancellationToken::new()));
+    let lazy = Arc::new(Shared::new(node, config.limits));
+    let (mut remote, _task) = open_session(&lazy, false);
+    assert!(matches!(remote.recv().await, ServerMsg::Hello { started: false, .. }));
+    let key = NodeKey::generate();
+    remote.send(ClientMsg::Start { key: key.text.clone().into() }).await;
+    assert!(matches!(remote.recv().await, ServerMsg::ProtocolError { msg } if msg.contains("key")));
+    assert!(lazy.node.current().is_none());
+    // Without a key it starts, with a fresh one.
+    remote.send(ClientMsg::Start { key: Bytes::new() }).await;
+    match remote.recv().await {
+        ServerMsg::Identify { peer_id, key: given, .. } => {
+            assert!(given.is_empty());
+            assert_ne!(peer_id, key.keypair.public().to_peer_id().to_base58());
+        }
+        other => panic!("expected Identify, got {other:?}"),
+    }
+}

@@ -325,9 +325,23 @@ impl Process {
     /// for the log line with its URL. Always pass `-nopeers`: the default bootstrap peers
     /// are on the internet (and mDNS would multicast on the LAN).
     pub fn spawn(args: &[&str], dir: &std::path::Path) -> Self {
+        Self::spawn_with_nofile(args, dir, None)
+    }
+
+    /// [`Process::spawn`], with the open file limit (soft and hard) set to `nofile`.
+    pub fn spawn_with_nofile(args: &[&str], dir: &std::path::Path, nofile: Option<u32>) -> Self {
         use std::io::BufRead as _;
         assert!(args.contains(&"-nopeers"), "tests stay on loopback");
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_libp2p-websocket"))
+        let binary = env!("CARGO_BIN_EXE_libp2p-websocket");
+        let mut command = match nofile {
+            None => std::process::Command::new(binary),
+            Some(n) => {
+                let mut sh = std::process::Command::new("sh");
+                sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), binary]);
+                sh
+            }
+        };
+        let mut child = command
             .args(args)
             .args(["-port", "0", "-nobrowse", "-nomdns"])
             .current_dir(dir)
@@ -438,4 +452,14 @@ pub async fn status_until(
         }
     })
     .await
+}
+
+/// A process's resident memory now and at its peak, in KiB (Linux).
+pub fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
+    };
+    (field("VmRSS:"), field("VmHWM:"))
 }
