@@ -22,23 +22,29 @@ pub use message::{
 /// them far higher, but a browser has no business with longer names).
 pub const MAX_PROTOCOL_LEN: usize = 256;
 
+/// Why a PROTOCOL is not a protocol id a remote peer can negotiate.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProtocolIdError {
+    /// The quoted protocol.
+    #[error("protocol {0} must start with '/'")]
+    NoSlash(String),
+    #[error("protocol is {0} bytes, longer than {MAX_PROTOCOL_LEN}")]
+    TooLong(usize),
+    #[error("protocol {quoted} contains {c:?}; only printable ASCII is allowed")]
+    NotPrintable { quoted: String, c: char },
+}
+
 /// Checks that `protocol` is a protocol id a remote peer can negotiate: it starts with
 /// `/`, is at most [`MAX_PROTOCOL_LEN`] bytes, and holds only printable ASCII.
-pub fn validate_protocol(protocol: &str) -> Result<(), String> {
+pub fn validate_protocol(protocol: &str) -> Result<(), ProtocolIdError> {
     if !protocol.starts_with('/') {
-        return Err(format!("protocol {} must start with '/'", text::quote(protocol)));
+        return Err(ProtocolIdError::NoSlash(text::quote(protocol)));
     }
     if protocol.len() > MAX_PROTOCOL_LEN {
-        return Err(format!(
-            "protocol is {} bytes, longer than {MAX_PROTOCOL_LEN}",
-            protocol.len()
-        ));
+        return Err(ProtocolIdError::TooLong(protocol.len()));
     }
     if let Some(c) = protocol.chars().find(|c| !c.is_ascii_graphic()) {
-        return Err(format!(
-            "protocol {} contains {c:?}; only printable ASCII is allowed",
-            text::quote(protocol)
-        ));
+        return Err(ProtocolIdError::NotPrintable { quoted: text::quote(protocol), c });
     }
     Ok(())
 }

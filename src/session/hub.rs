@@ -77,7 +77,7 @@ fn announce_cost(protocol: &str) -> usize {
 }
 
 /// Why an in-process join failed.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum LocalJoinError {
     #[error("no session of this daemon listens on {0}")]
     NotListening(String),

@@ -5,7 +5,7 @@
 //! - Data read from streams holds its share of the session's [`OutboundBudget`]
 //!   (taken before its bytes were read from the stream) until the writer has it;
 //! - replies and notices are counted in bytes; a session whose queued replies pass
-//!   [`REPLY_BACKLOG`] ends ([`Outbox::reply`] says so), so a browser that sends
+//!   [`REPLY_BACKLOG`] ends ([`Outbox::is_backlogged`]), so a browser that sends
 //!   requests and reads nothing cannot pile them up;
 //! - at most one keepalive ping waits at a time.
 //!
@@ -17,7 +17,7 @@
 
 use std::{
     sync::{
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
     time::Duration,
@@ -71,15 +71,13 @@ impl Drop for Charge {
     }
 }
 
-/// The reply backlog is full: the browser is not reading what it asked for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backlogged;
-
 /// The sending side, cheap to clone (the session and each read pump hold one).
 #[derive(Clone)]
 pub struct Outbox {
     queue: mpsc::UnboundedSender<Outbound>,
     replies: Arc<AtomicUsize>,
+    /// Set once a reply found the backlog full: the session ends.
+    backlogged: Arc<AtomicBool>,
     pings: Arc<AtomicUsize>,
 }
 
@@ -96,20 +94,34 @@ impl Outbox {
         K: Sink<Message, Error = axum::Error> + Send + Unpin + 'static,
     {
         let (queue, rx) = mpsc::unbounded_channel();
-        let outbox = Self { queue, replies: Arc::default(), pings: Arc::default() };
+        let outbox = Self {
+            queue,
+            replies: Arc::default(),
+            backlogged: Arc::default(),
+            pings: Arc::default(),
+        };
         (outbox, write(sink, rx, deadline, failed))
     }
 
-    /// Queues a reply; `Err` when the browser has more unread replies than
-    /// [`REPLY_BACKLOG`] (the reply is dropped: the session ends).
-    pub fn reply(&self, msg: &ServerMsg) -> Result<(), Backlogged> {
+    /// Queues a reply, never waiting. When the browser has more unread replies than
+    /// [`REPLY_BACKLOG`] the reply is dropped and the outbox is backlogged: the
+    /// session ends. (If the browser is gone the session is ending anyway.)
+    pub fn reply(&self, msg: &ServerMsg) {
+        if self.is_backlogged() {
+            return;
+        }
         let bytes = msg.encode();
         let (charge, queued) = Charge::new(&self.replies, bytes.len());
         if queued > REPLY_BACKLOG {
-            return Err(Backlogged);
+            self.backlogged.store(true, Ordering::Release);
+            return;
         }
         let _ = self.queue.send(Outbound::Message { bytes, _hold: Hold::Reply(charge) });
-        Ok(())
+    }
+
+    /// Whether a reply found the backlog full.
+    pub fn is_backlogged(&self) -> bool {
+        self.backlogged.load(Ordering::Acquire)
     }
 
     /// Queues a notice a pump sends once per stream (its Connection Closed): counted

@@ -8,8 +8,14 @@ use std::{
 
 use futures::{channel::mpsc as fmpsc, SinkExt as _};
 
+use tokio::task::JoinHandle;
+
 use super::*;
-use crate::{config::Config, node::NodeKey};
+use crate::{
+    config::Config,
+    node::{NodeKey, NodeSlot},
+    protocol::{ConnectTarget, Relay},
+};
 
 /// A WebSocket stand-in: what the test sends comes out of `Stream`, what the session
 /// sends goes into the test's receiver.

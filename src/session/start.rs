@@ -1,0 +1,89 @@
+//! Start and Identify: the node a session works with, and what it tells the browser
+//! of it (again whenever reachability changes).
+
+use bytes::Bytes;
+use tokio::sync::watch;
+
+use super::Session;
+use crate::{
+    node::{NodeHandle, NodeKey, Reachability},
+    protocol::ServerMsg,
+};
+
+impl Session {
+    pub(super) async fn on_start(&mut self, key: Bytes) {
+        let key = if key.is_empty() {
+            None
+        } else if !self.loopback {
+            // Whoever gives the key owns the node's identity: only the daemon's owner
+            // may. (A running node ignores a Start's key anyway.)
+            if self.shared.node.current().is_none() {
+                let msg = "Start: a key is taken only from a browser on the daemon's machine";
+                return self.out.reply(&ServerMsg::ProtocolError { msg: msg.into() });
+            }
+            None
+        } else {
+            match std::str::from_utf8(&key)
+                .map_err(|e| e.to_string())
+                .and_then(|text| NodeKey::from_text(text).map_err(|e| e.to_string()))
+            {
+                Ok(key) => Some(key),
+                Err(e) => {
+                    let msg = format!("Start: invalid key: {e}");
+                    return self.out.reply(&ServerMsg::ProtocolError { msg });
+                }
+            }
+        };
+        match self.shared.node.start(key).await {
+            Ok(node) => self.node_ready(node).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "node failed to start");
+                self.out.reply(&ServerMsg::ProtocolError { msg: format!("Start: {e}") });
+            }
+        }
+    }
+
+    /// The node runs: Identify, once reachability is known (or a little while has
+    /// passed: see [`NodeHandle::settled_reachability`]); later changes send it again.
+    pub(super) async fn node_ready(&mut self, node: NodeHandle) {
+        node.settled_reachability().await;
+        let mut watch = node.watch_reachability();
+        watch.borrow_and_update();
+        self.reachability = Some(watch);
+        self.node = Some(node);
+        self.send_identify();
+    }
+
+    /// The node started after this session did (another session's Start).
+    pub(super) async fn on_node_started(&mut self, node: Option<NodeHandle>) {
+        if let Some(node) = node {
+            self.node_ready(node).await;
+            if self.presence.is_on() {
+                self.send_peers();
+            }
+        }
+    }
+
+    pub(super) fn send_identify(&mut self) {
+        let Some(node) = &self.node else { return };
+        // The private key lets its holder act as this node: only a browser on this very
+        // machine (the daemon's owner) gets it.
+        let key = if self.loopback { node.key().text.clone() } else { String::new() };
+        self.out.reply(&ServerMsg::Identify {
+            public: node.is_public(),
+            peer_id: node.peer_id().to_base58(),
+            addresses: node.addresses_json(),
+            key,
+        });
+    }
+}
+
+/// `Some` when reachability changed; never without a node (or once the node is gone).
+pub(super) async fn reachability_changed(
+    watch: Option<&mut watch::Receiver<Reachability>>,
+) -> Option<()> {
+    match watch {
+        Some(watch) => watch.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,263 @@
+//! A session's streams: their ids, their pumps, and the budgets that bound what the
+//! session holds for them both ways.
+//!
+//! Browser → streams: Data is charged to the session's [`WriteBudget`] and queued for
+//! its stream's write pump; Data that does not fit its stream's queue is held here
+//! (one message at most) and the session stops reading its WebSocket until it fits,
+//! as it does while the budget is over. Streams → browser: the read pumps take room
+//! from the session's [`OutboundBudget`] before they read (see `pump`).
+
+use std::{collections::HashMap, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use tokio::{sync::mpsc, task::JoinHandle};
+use tracing::Instrument as _;
+
+use super::{
+    outbox::Outbox,
+    pump::{BoxIo, ClosedFlag, OutboundBudget, PumpEvent, ReadPump, WriteBudget, WritePump},
+    Shared,
+};
+use crate::{
+    node::StreamSlot,
+    protocol::{ConnId, ServerMsg},
+};
+
+/// Messages queued for one stream before the session stops reading its WebSocket.
+pub const STREAM_WRITE_QUEUE: usize = 64;
+/// Pump reports queued for the session.
+const PUMP_EVENT_QUEUE: usize = 256;
+/// How long a closing stream may take to flush what was queued for it.
+pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
+
+/// Where a stream came from: the listener (protocol, generation) it came in on, or
+/// a Connect.
+pub type Origin = Option<(String, u64)>;
+
+struct Conn {
+    origin: Origin,
+    frames: bool,
+    queue: mpsc::Sender<Bytes>,
+    reader: JoinHandle<()>,
+    writer: JoinHandle<()>,
+    closed: Arc<ClosedFlag>,
+}
+
+/// One session's streams.
+pub struct Streams {
+    shared: Arc<Shared>,
+    out: Outbox,
+    conns: HashMap<ConnId, Conn>,
+    next_id: ConnId,
+    /// Bytes queued towards the streams.
+    budget: Arc<WriteBudget>,
+    /// Bytes read from the streams and not yet written to the browser.
+    outbound_budget: OutboundBudget,
+    /// Data that did not fit its stream's queue; the WebSocket is not read until it does.
+    blocked: Option<(ConnId, Bytes)>,
+    events_tx: mpsc::Sender<PumpEvent>,
+    events: mpsc::Receiver<PumpEvent>,
+}
+
+impl Streams {
+    pub fn new(shared: Arc<Shared>, out: Outbox) -> Self {
+        let (events_tx, events) = mpsc::channel(PUMP_EVENT_QUEUE);
+        let budget = Arc::new(WriteBudget::new(shared.limits.session_write_buffer));
+        let outbound_budget = OutboundBudget::new(shared.limits.session_read_buffer);
+        Self {
+            shared,
+            out,
+            conns: HashMap::new(),
+            next_id: 0,
+            budget,
+            outbound_budget,
+            blocked: None,
+            events_tx,
+            events,
+        }
+    }
+
+    /// Streams open now.
+    pub fn count(&self) -> usize {
+        self.conns.len()
+    }
+
+    pub fn contains(&self, id: ConnId) -> bool {
+        self.conns.contains_key(&id)
+    }
+
+    /// A new stream id (sent in Peer or Listener Connection before [`Streams::start`]).
+    pub fn next_id(&mut self) -> ConnId {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
+    /// Whether the session must stop reading its WebSocket until streams drain.
+    pub fn paused(&self) -> bool {
+        self.blocked.is_some() || self.budget.is_over()
+    }
+
+    /// Resolves when some queued Data was written (then [`Streams::retry_blocked`]).
+    pub fn drained(&self) -> impl std::future::Future<Output = ()> + use<> {
+        let budget = self.budget.clone();
+        async move { budget.drained.notified().await }
+    }
+
+    /// The next report of a pump.
+    pub async fn next_event(&mut self) -> Option<PumpEvent> {
+        self.events.recv().await
+    }
+
+    /// Starts the pumps of a stream whose Peer/Listener Connection was queued already.
+    pub fn start(
+        &mut self,
+        id: ConnId,
+        io: BoxIo,
+        frames: bool,
+        origin: Origin,
+        slot: Option<StreamSlot>,
+    ) {
+        let (rd, wr) = tokio::io::split(io);
+        let (queue, queue_rx) = mpsc::channel(STREAM_WRITE_QUEUE);
+        let closed = Arc::new(ClosedFlag::default());
+        let read = ReadPump {
+            id,
+            frames,
+            max_frame: self.shared.limits.max_frame,
+            out: self.out.clone(),
+            budget: self.outbound_budget.clone(),
+            closed: closed.clone(),
+            events: self.events_tx.clone(),
+        };
+        let write =
+            WritePump { id, frames, budget: self.budget.clone(), events: self.events_tx.clone() };
+        let reader = tokio::spawn(read.run(rd).in_current_span());
+        let keep = (slot, self.shared.streams.enter());
+        let writer = self.shared.tasks.spawn(write.run(wr, queue_rx, keep).in_current_span());
+        self.conns.insert(id, Conn { origin, frames, queue, reader, writer, closed });
+    }
+
+    /// Data from the browser for stream `id`.
+    pub async fn on_data(&mut self, id: ConnId, data: Bytes) {
+        let Some(conn) = self.conns.get(&id) else {
+            return self.out.reply(&unknown(id));
+        };
+        let max_frame = self.shared.limits.max_frame;
+        if conn.frames && data.len() > max_frame {
+            let reason =
+                format!("frame of {} bytes exceeds the limit of {max_frame} bytes", data.len());
+            return self.close(id, Some(reason)).await;
+        }
+        self.budget.charge(data.len());
+        self.queue(id, data);
+    }
+
+    /// Close from the browser.
+    pub async fn on_close(&mut self, id: ConnId) {
+        if self.conns.contains_key(&id) {
+            self.close(id, None).await;
+        } else {
+            self.out.reply(&unknown(id));
+        }
+    }
+
+    /// Queues charged data for a stream, or holds it when the stream's queue is full.
+    fn queue(&mut self, id: ConnId, data: Bytes) {
+        let Some(conn) = self.conns.get(&id) else {
+            return self.budget.release(data.len());
+        };
+        match conn.queue.try_send(data) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(data)) => self.blocked = Some((id, data)),
+            // The write pump failed; its report closes the stream.
+            Err(mpsc::error::TrySendError::Closed(data)) => self.budget.release(data.len()),
+        }
+    }
+
+    pub fn retry_blocked(&mut self) {
+        if let Some((id, data)) = self.blocked.take() {
+            self.queue(id, data);
+        }
+    }
+
+    pub async fn on_pump_event(&mut self, event: PumpEvent) {
+        match event {
+            // The read side ended and said so; dropping the queue lets the write pump
+            // finish what is queued and close the stream.
+            PumpEvent::ReadEnded { id } => {
+                if let Some(conn) = self.conns.remove(&id) {
+                    finish(&self.shared, conn.writer);
+                }
+            }
+            PumpEvent::WriteFailed { id, reason } => self.close(id, Some(reason)).await,
+        }
+    }
+
+    /// Closes a stream from this side; tells the browser `reason` if there is one.
+    pub async fn close(&mut self, id: ConnId, reason: Option<String>) {
+        let Some(conn) = self.conns.remove(&id) else { return };
+        conn.reader.abort();
+        // Once the read pump has stopped, no Data of this stream can follow the close.
+        let _ = conn.reader.await;
+        if let Some((_, data)) = self.blocked.take_if(|(blocked, _)| *blocked == id) {
+            self.budget.release(data.len());
+        }
+        drop(conn.queue);
+        finish(&self.shared, conn.writer);
+        if let Some(reason) = reason {
+            if conn.closed.claim() {
+                self.out.reply(&ServerMsg::ConnectionClosed { id, reason });
+            }
+        }
+    }
+
+    /// Closes every stream that came in on `origin`, telling the browser `reason`.
+    pub async fn close_from(&mut self, origin: &Origin, reason: &str) {
+        self.close_matching(|conn| conn.origin == *origin, reason).await
+    }
+
+    /// Closes every stream, each with a Connection Closed giving `reason`.
+    pub async fn close_all(&mut self, reason: &str) {
+        self.close_matching(|_| true, reason).await
+    }
+
+    async fn close_matching(&mut self, matches: impl Fn(&Conn) -> bool, reason: &str) {
+        let mut ids: Vec<ConnId> =
+            self.conns.iter().filter(|(_, c)| matches(c)).map(|(id, _)| *id).collect();
+        ids.sort_unstable();
+        for id in ids {
+            self.close(id, Some(reason.to_string())).await;
+        }
+    }
+
+    /// Gives every stream up. `drain`: the write pumps may still deliver what the
+    /// browser queued (for a bounded time); otherwise (daemon shutdown) they stop.
+    pub fn shutdown(&mut self, drain: bool) {
+        for (_, conn) in self.conns.drain() {
+            conn.reader.abort();
+            if drain {
+                drop(conn.queue);
+                finish(&self.shared, conn.writer);
+            } else {
+                conn.writer.abort();
+            }
+        }
+    }
+}
+
+/// Lets a write pump whose queue was dropped finish writing what is queued and close
+/// its stream, for CLOSE_GRACE at most: a remote that stops reading cannot keep it.
+fn finish(shared: &Shared, writer: JoinHandle<()>) {
+    if writer.is_finished() {
+        return;
+    }
+    shared.tasks.spawn(async move {
+        let writer = tokio_util::task::AbortOnDropHandle::new(writer);
+        let _ = tokio::time::timeout(CLOSE_GRACE, writer).await;
+    });
+}
+
+fn unknown(id: ConnId) -> ServerMsg {
+    ServerMsg::ConnectionClosed { id, reason: "unknown connection".into() }
+}
