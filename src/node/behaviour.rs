@@ -13,7 +13,7 @@ use libp2p::{
     StreamProtocol,
 };
 
-use super::{NodeConfig, NodeError};
+use super::{config::NodeConfig, swarm::NodeError};
 
 /// The identify protocol version this daemon announces.
 pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";

@@ -1,15 +1,27 @@
 //! The libp2p side: one swarm for the whole daemon, started lazily or at launch.
 //!
-//! The `Swarm` lives in one event-loop task ([`event_loop`]); everyone else holds a
-//! [`NodeHandle`] and sends it [`Command`]s with a `oneshot` reply. Byte traffic never
-//! passes through that loop: sessions open and accept streams with their own clone of
-//! [`libp2p_stream::Control`].
+//! [`swarm`] builds the node (transports, [`behaviour`], listeners, bootstrap) and
+//! returns what the [`NodeHandle`] keeps together with the [`event_loop`], which the
+//! handle spawns. That loop owns the `Swarm` and hands each event to its parts, one
+//! file each: [`dials`] for Connects (and DHT lookups), [`relays`] for reservations
+//! and circuits, [`reach`] for reachability, [`addresses`] for what Identify tells,
+//! [`peers`] for presence. Everyone else holds a [`NodeHandle`] and sends the loop
+//! [`Command`]s with a `oneshot` reply. Byte traffic never passes through that loop:
+//! sessions open and accept streams with their own clone of
+//! [`libp2p_stream::Control`]. Relay addresses have one home, [`relay_addr`].
 
+mod addresses;
 mod behaviour;
+mod config;
+mod dials;
 mod event_loop;
 pub mod keys;
 pub mod peers;
+mod reach;
+pub mod relay_addr;
+mod relays;
 mod streams;
+mod swarm;
 
 use std::{sync::Arc, time::Duration};
 
@@ -18,106 +30,32 @@ use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
+pub use config::{NodeConfig, RelayLimits, DIAL_CONCURRENCY};
+pub use dials::{DialFailure, Route};
 pub use keys::{KeyError, NodeKey};
 pub use peers::{Path, PeerEvent, PeerState, PeerTable};
+pub use reach::{Reachability, REACHABILITY_WAIT};
+pub use relay_addr::RelayAddr;
 pub use streams::{PeerStreams, StreamSlot};
+pub use swarm::NodeError;
 
 use crate::protocol::ConnectTarget;
+use event_loop::Command;
 
 /// How long a Connect may take to dial a peer and open its stream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long after the node starts an Identify may wait for AutoNAT's verdict.
-pub const REACHABILITY_WAIT: Duration = Duration::from_secs(10);
-/// How long the node waits for its listeners to report their addresses at start.
-const LISTEN_WAIT: Duration = Duration::from_secs(5);
-/// Addresses of one peer dialed at once.
-pub const DIAL_CONCURRENCY: u8 = 4;
-/// Commands queued for the event loop.
-const COMMAND_QUEUE: usize = 256;
 
-/// What the node is started with.
-#[derive(Debug, Clone)]
-pub struct NodeConfig {
-    /// Multiaddrs to listen on.
-    pub listen: Vec<Multiaddr>,
-    /// Peers dialed at start; failures are logged, never fatal.
-    pub bootstrap: Vec<Multiaddr>,
-    /// Streams per remote peer, both directions, all sessions together.
-    pub max_streams_per_peer: usize,
-    /// Forced reachability (`-fakenatpublic`/`-fakenatprivate`); `None` until AutoNAT says.
-    pub public: Option<bool>,
-    /// How long a connection with no stream stays open.
-    pub idle_timeout: Duration,
-    /// Established libp2p connections, all peers together.
-    pub max_connections: u32,
-    /// Established libp2p connections to one peer.
-    pub max_connections_per_peer: u32,
-    /// Outgoing connections being dialed at once, all sessions together (each may hold
-    /// a socket per address, [`DIAL_CONCURRENCY`] at a time).
-    pub max_pending_dials: u32,
-    /// Bytes of memory the process may use before new connections are denied.
-    pub max_memory: usize,
-    /// Find peers on the LAN with mDNS.
-    pub mdns: bool,
-    /// Act as a circuit relay v2 with these limits.
-    pub relay: Option<RelayLimits>,
-    /// Relays to keep a reservation on (each ends in `/p2p/RELAY_ID`).
-    pub relay_via: Vec<Multiaddr>,
-}
-
-/// What a relay run by this node allows.
-#[derive(Debug, Clone)]
-pub struct RelayLimits {
-    pub max_reservations: usize,
-    pub max_circuits: usize,
-    pub circuit_duration: Duration,
-    pub circuit_bytes: u64,
-}
-
-impl Default for RelayLimits {
-    /// The circuit relay v2 defaults: a relay helps peers meet (and hole-punch), it is not
-    /// meant to carry their traffic for long.
-    fn default() -> Self {
-        Self {
-            max_reservations: 128,
-            max_circuits: 16,
-            circuit_duration: Duration::from_secs(120),
-            circuit_bytes: 1 << 17,
-        }
-    }
-}
-
-impl NodeConfig {
-    /// TCP and QUIC on every interface, IPv4 and IPv6, ports chosen by the system.
-    pub fn default_listen() -> Vec<Multiaddr> {
-        [
-            "/ip4/0.0.0.0/tcp/0",
-            "/ip4/0.0.0.0/udp/0/quic-v1",
-            "/ip6/::/tcp/0",
-            "/ip6/::/udp/0/quic-v1",
-        ]
-        .iter()
-        .map(|a| a.parse().expect("valid multiaddr"))
-        .collect()
-    }
-}
-
-/// Errors of the node layer.
-#[derive(Debug, Error)]
-pub enum NodeError {
-    #[error(transparent)]
-    Key(#[from] KeyError),
-    #[error("building the libp2p swarm: {0}")]
-    Build(String),
-    #[error("could not listen on any address: {0}")]
-    Listen(String),
+/// A relay's address as `--relay-via` takes it: a multiaddr that names the relay's
+/// peer id at its end (and is not itself a circuit).
+pub fn parse_relay_addr(text: &str) -> Result<Multiaddr, String> {
+    RelayAddr::parse_multiaddr(text).map(|relay| relay.to_multiaddr()).map_err(|e| e.to_string())
 }
 
 /// Why a Connect did not get a stream; the text is what the browser is told.
 #[derive(Debug, Clone, Error)]
 pub enum ConnectError {
     #[error("cannot reach peer {peer}: {reason}")]
-    Unreachable { peer: PeerId, reason: String },
+    Unreachable { peer: PeerId, reason: DialFailure },
     #[error("peer {peer} does not support protocol {protocol}")]
     Unsupported { peer: PeerId, protocol: String },
     #[error("timed out after {secs} s connecting to peer {peer}")]
@@ -130,35 +68,6 @@ pub enum ConnectError {
     Stopped,
 }
 
-/// Whether the node can be reached from the public internet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reachability {
-    Unknown,
-    Public,
-    Private,
-}
-
-impl Reachability {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reachability::Unknown => "unknown",
-            Reachability::Public => "public",
-            Reachability::Private => "private",
-        }
-    }
-}
-
-/// How a Connect reaches its peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
-    /// Directly: the given addresses, those the node knows, or a DHT lookup.
-    Direct,
-    /// Through any relay the node knows (its `--relay-via` relays, connected relays).
-    AnyRelay,
-    /// Through this relay (its address, ending in `/p2p/RELAY`; may be just that).
-    Relay(Multiaddr),
-}
-
 /// A stream a Connect opened.
 pub struct Connected {
     pub stream: libp2p::Stream,
@@ -166,35 +75,6 @@ pub struct Connected {
     pub slot: StreamSlot,
     /// The relay it goes through (base58 peer id, empty when unnamed), if relayed.
     pub relay: Option<String>,
-}
-
-/// A relay's address as `--relay-via` and a Connect's RELAY take it: a multiaddr that
-/// names the relay's peer id at its end (and is not itself a circuit).
-pub fn parse_relay_addr(text: &str) -> Result<Multiaddr, String> {
-    use libp2p::multiaddr::Protocol;
-    let bad = || {
-        let text = crate::protocol::text::quote(text);
-        format!("{text} is not a relay's multiaddr ending in /p2p/RELAY_ID")
-    };
-    let addr = crate::protocol::addrs::parse_addr(text).map_err(|_| bad())?;
-    match addr.iter().last() {
-        Some(Protocol::P2p(_)) if !addr.iter().any(|p| p == Protocol::P2pCircuit) => Ok(addr),
-        _ => Err(bad()),
-    }
-}
-
-/// Requests to the event loop.
-pub(crate) enum Command {
-    /// Make sure there is a connection to `peer`, dialing if not: `addrs` and known ones
-    /// (or the DHT) on the direct route, a circuit through a relay otherwise.
-    Dial {
-        peer: PeerId,
-        addrs: Vec<Multiaddr>,
-        route: Route,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
-    /// The protocols browsers listen on changed: tell connected peers (identify push).
-    AnnounceProtocols,
 }
 
 /// A cheap, cloneable handle on the running node.
@@ -233,7 +113,8 @@ impl NodeHandle {
         cancel: CancellationToken,
     ) -> Result<Self, NodeError> {
         let stop = cancel.child_token();
-        let started = event_loop::start(config, &key, stop.clone()).await?;
+        let (started, event_loop) = swarm::build(config, &key).await?;
+        tokio::spawn(event_loop.run(stop.clone()));
         let peer_id = key.keypair.public().to_peer_id();
         tracing::info!(%peer_id, addresses = ?*started.addresses.borrow(), "libp2p node started");
         Ok(Self {

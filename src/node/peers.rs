@@ -10,9 +10,11 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
+use libp2p::{Multiaddr, PeerId};
 use serde::Serialize;
 use tokio::sync::broadcast;
+
+use super::relay_addr::circuit_relay;
 
 /// Peers remembered at most; the longest-disconnected are forgotten first.
 pub const MAX_PEERS: usize = 1024;
@@ -270,19 +272,6 @@ pub fn path(endpoint: &libp2p::core::ConnectedPoint) -> Path {
         ConnectedPoint::Listener { local_addr, .. } => local_addr,
     };
     circuit_relay(addr).map_or(Path::Direct, Path::Relayed)
-}
-
-/// `Some(relay)` when `addr` is a circuit address (`…/p2p/RELAY/p2p-circuit…`).
-pub fn circuit_relay(addr: &Multiaddr) -> Option<Option<PeerId>> {
-    let mut relay = None;
-    for part in addr.iter() {
-        match part {
-            Protocol::P2p(peer) => relay = Some(peer),
-            Protocol::P2pCircuit => return Some(relay),
-            _ => {}
-        }
-    }
-    None
 }
 
 fn remember(addrs: &mut Vec<String>, addr: &Multiaddr) {

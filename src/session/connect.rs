@@ -11,11 +11,8 @@ use tracing::Instrument as _;
 use super::{refusal::ConnectRefusal, Session, REFUSALS_LOGGED};
 use crate::{
     limit_log::LimitLog,
-    node::{Connected, Route},
-    protocol::{
-        addrs::parse_peer, is_local_target, text, validate_protocol, ConnId, ConnectTarget, Relay,
-        ServerMsg,
-    },
+    node::{Connected, RelayAddr, Route},
+    protocol::{is_local_target, text, validate_protocol, ConnId, ConnectTarget, Relay, ServerMsg},
 };
 
 /// The end of a Connect's dial and stream negotiation.
@@ -113,7 +110,7 @@ impl Session {
                     .connect(&target, route, stream_protocol)
                     .await
                     .map(|connected| (target.peer, connected))
-                    .map_err(ConnectRefusal::from);
+                    .map_err(|e| ConnectRefusal::Failed(Box::new(e)));
                 ConnectOutcome { dialing, peer_text, protocol, frames, result }
             }
             .in_current_span(),
@@ -131,13 +128,15 @@ impl Session {
         let route = match relay {
             Relay::Direct => Route::Direct,
             Relay::Any => Route::AnyRelay,
-            Relay::Via(text) => Route::Relay(parse_relay(text)?),
+            Relay::Via(text) => Route::Relay(Box::new(
+                RelayAddr::parse(text).map_err(|_| ConnectRefusal::BadRelay(text::quote(text)))?,
+            )),
         };
         let target = ConnectTarget::parse(peer_text)?;
         let limits = &self.shared.limits;
         if !self.loopback && !limits.allow_loopback_dials {
             let relay = match &route {
-                Route::Relay(relay) => Some(relay),
+                Route::Relay(relay) => relay.at(),
                 _ => None,
             };
             if target.addrs.iter().chain(relay).any(is_local_target) {
@@ -193,15 +192,5 @@ impl Session {
         if let Some(relay) = relay.filter(|_| self.presence.extensions) {
             self.out.reply(&ServerMsg::Relayed { id, relay });
         }
-    }
-}
-
-/// A Connect's RELAY string: the relay's base58 peer id, or its multiaddr ending in
-/// `/p2p/RELAY_ID`.
-fn parse_relay(text: &str) -> Result<libp2p::Multiaddr, ConnectRefusal> {
-    match parse_peer(text) {
-        Ok(peer) => Ok(libp2p::Multiaddr::empty().with(libp2p::multiaddr::Protocol::P2p(peer))),
-        Err(_) => crate::node::parse_relay_addr(text)
-            .map_err(|_| ConnectRefusal::BadRelay(text::quote(text))),
     }
 }

@@ -60,5 +60,5 @@ pub enum ConnectRefusal {
     #[error(transparent)]
     Join(#[from] LocalJoinError),
     #[error(transparent)]
-    Failed(#[from] ConnectError),
+    Failed(Box<ConnectError>),
 }

@@ -1,0 +1,75 @@
+//! What the node is started with.
+
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+
+/// Addresses of one peer dialed at once.
+pub const DIAL_CONCURRENCY: u8 = 4;
+
+/// What the node is started with.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Multiaddrs to listen on.
+    pub listen: Vec<Multiaddr>,
+    /// Peers dialed at start; failures are logged, never fatal.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Streams per remote peer, both directions, all sessions together.
+    pub max_streams_per_peer: usize,
+    /// Forced reachability (`-fakenatpublic`/`-fakenatprivate`); `None` until AutoNAT says.
+    pub public: Option<bool>,
+    /// How long a connection with no stream stays open.
+    pub idle_timeout: Duration,
+    /// Established libp2p connections, all peers together.
+    pub max_connections: u32,
+    /// Established libp2p connections to one peer.
+    pub max_connections_per_peer: u32,
+    /// Outgoing connections being dialed at once, all sessions together (each may hold
+    /// a socket per address, [`DIAL_CONCURRENCY`] at a time).
+    pub max_pending_dials: u32,
+    /// Bytes of memory the process may use before new connections are denied.
+    pub max_memory: usize,
+    /// Find peers on the LAN with mDNS.
+    pub mdns: bool,
+    /// Act as a circuit relay v2 with these limits.
+    pub relay: Option<RelayLimits>,
+    /// Relays to keep a reservation on (each ends in `/p2p/RELAY_ID`).
+    pub relay_via: Vec<Multiaddr>,
+}
+
+/// What a relay run by this node allows.
+#[derive(Debug, Clone)]
+pub struct RelayLimits {
+    pub max_reservations: usize,
+    pub max_circuits: usize,
+    pub circuit_duration: Duration,
+    pub circuit_bytes: u64,
+}
+
+impl Default for RelayLimits {
+    /// The circuit relay v2 defaults: a relay helps peers meet (and hole-punch), it is not
+    /// meant to carry their traffic for long.
+    fn default() -> Self {
+        Self {
+            max_reservations: 128,
+            max_circuits: 16,
+            circuit_duration: Duration::from_secs(120),
+            circuit_bytes: 1 << 17,
+        }
+    }
+}
+
+impl NodeConfig {
+    /// TCP and QUIC on every interface, IPv4 and IPv6, ports chosen by the system.
+    pub fn default_listen() -> Vec<Multiaddr> {
+        [
+            "/ip4/0.0.0.0/tcp/0",
+            "/ip4/0.0.0.0/udp/0/quic-v1",
+            "/ip6/::/tcp/0",
+            "/ip6/::/udp/0/quic-v1",
+        ]
+        .iter()
+        .map(|a| a.parse().expect("valid multiaddr"))
+        .collect()
+    }
+}

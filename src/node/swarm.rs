@@ -1,0 +1,199 @@
+//! Building the node: the swarm with its transports and behaviour, its listeners
+//! (waited for, so the first Identify is complete), the bootstrap peers and relays,
+//! and the event loop that will own it all. The caller spawns the loop.
+
+use std::{collections::HashSet, time::Duration};
+
+use futures::StreamExt as _;
+use libp2p::{core::transport::ListenerId, noise, swarm::SwarmEvent, tcp, yamux, Multiaddr, Swarm};
+use thiserror::Error;
+use tokio::{
+    sync::{mpsc, watch},
+    time::Instant,
+};
+
+use super::{
+    behaviour::Behaviour,
+    config::{NodeConfig, DIAL_CONCURRENCY},
+    event_loop::{Command, EventLoop},
+    keys::{KeyError, NodeKey},
+    peers::PeerTable,
+    reach::{Reachability, REACHABILITY_WAIT},
+    relay_addr::split_peer,
+};
+
+/// Incoming connections in their handshake at once.
+const PENDING_INCOMING: u32 = 128;
+/// Room yamux keeps above the daemon's own per-peer cap, for streams that are closing.
+const YAMUX_HEADROOM: usize = 512;
+/// How long the node waits for its listeners to report their addresses at start.
+const LISTEN_WAIT: Duration = Duration::from_secs(5);
+/// Commands queued for the event loop.
+const COMMAND_QUEUE: usize = 256;
+
+/// Errors of the node layer.
+#[derive(Debug, Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("building the libp2p swarm: {0}")]
+    Build(String),
+    #[error("could not listen on any address: {0}")]
+    Listen(String),
+}
+
+/// What the [`NodeHandle`](super::NodeHandle) keeps of a built node.
+pub(super) struct Built {
+    pub commands: mpsc::Sender<Command>,
+    pub control: libp2p_stream::Control,
+    pub addresses: watch::Receiver<Vec<Multiaddr>>,
+    pub reachability: watch::Receiver<Reachability>,
+    /// Until when an Identify may wait for reachability (`None`: it never waits).
+    pub settle_by: Option<Instant>,
+    pub peers: PeerTable,
+}
+
+/// Builds the swarm and starts listening; returns what the handle keeps and the
+/// event loop, for the caller to spawn.
+pub(super) async fn build(
+    config: &NodeConfig,
+    key: &NodeKey,
+) -> Result<(Built, EventLoop), NodeError> {
+    let mut swarm = build_swarm(config, key)?;
+    let control = swarm.behaviour().stream.new_control();
+    let addresses = listen(&mut swarm, &config.listen).await?;
+    let relay_server = config.relay.is_some();
+    if relay_server {
+        // Whoever runs a relay says it is reachable; rust-libp2p's relay serves only
+        // once the node has an external address.
+        for addr in &addresses {
+            swarm.add_external_address(addr.clone());
+        }
+    }
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (addresses_tx, addresses_rx) = watch::channel(addresses.clone());
+    let (reachability_tx, reachability_rx) = watch::channel(Reachability::forced(config.public));
+    // Someone to ask (a bootstrap peer, a relay): Identify may wait a little for the
+    // answer. Nobody to ask, or a forced answer: it never waits.
+    let can_learn = !config.bootstrap.is_empty() || !config.relay_via.is_empty();
+    let settle_by =
+        (config.public.is_none() && can_learn).then(|| Instant::now() + REACHABILITY_WAIT);
+    for addr in &config.bootstrap {
+        if let Some((peer, at)) = split_peer(addr) {
+            swarm.behaviour_mut().kad.add_address(&peer, at);
+        }
+        if let Err(e) = swarm.dial(addr.clone()) {
+            tracing::warn!(%addr, error = %e, "cannot dial bootstrap peer");
+        }
+    }
+    if !config.bootstrap.is_empty() {
+        // Fails only when no bootstrap address named its peer id; nothing to do then.
+        let _ = swarm.behaviour_mut().kad.bootstrap();
+    }
+    let peers = PeerTable::default();
+    let event_loop = EventLoop::new(
+        swarm,
+        command_rx,
+        config,
+        addresses,
+        addresses_tx,
+        reachability_tx,
+        peers.clone(),
+    );
+    let built = Built {
+        commands,
+        control,
+        addresses: addresses_rx,
+        reachability: reachability_rx,
+        settle_by,
+        peers,
+    };
+    Ok((built, event_loop))
+}
+
+/// Listens on `addrs` and waits until every listener has bound (or failed), so the
+/// first Identify is complete; the addresses bound.
+async fn listen(
+    swarm: &mut Swarm<Behaviour>,
+    addrs: &[Multiaddr],
+) -> Result<Vec<Multiaddr>, NodeError> {
+    let mut pending: HashSet<ListenerId> = HashSet::new();
+    let mut errors = Vec::new();
+    for addr in addrs {
+        match swarm.listen_on(addr.clone()) {
+            Ok(id) => {
+                pending.insert(id);
+            }
+            Err(e) => {
+                tracing::warn!(%addr, error = %e, "cannot listen");
+                errors.push(format!("{addr}: {e}"));
+            }
+        }
+    }
+    let mut addresses = Vec::new();
+    let deadline = tokio::time::sleep(LISTEN_WAIT);
+    tokio::pin!(deadline);
+    while !pending.is_empty() {
+        tokio::select! {
+            _ = &mut deadline => break,
+            event = swarm.select_next_some() => match event {
+                SwarmEvent::NewListenAddr { listener_id, address } => {
+                    pending.remove(&listener_id);
+                    addresses.push(address);
+                }
+                SwarmEvent::ListenerClosed { listener_id, reason, addresses: _ } => {
+                    pending.remove(&listener_id);
+                    if let Err(e) = reason {
+                        errors.push(e.to_string());
+                    }
+                }
+                SwarmEvent::ListenerError { listener_id, error } => {
+                    pending.remove(&listener_id);
+                    errors.push(error.to_string());
+                }
+                _ => {}
+            },
+        }
+    }
+    if addresses.is_empty() && !addrs.is_empty() {
+        return Err(NodeError::Listen(errors.join("; ")));
+    }
+    Ok(addresses)
+}
+
+fn build_swarm(config: &NodeConfig, key: &NodeKey) -> Result<Swarm<Behaviour>, NodeError> {
+    let build = |e: &dyn std::fmt::Display| NodeError::Build(e.to_string());
+    let max_streams = config.max_streams_per_peer + YAMUX_HEADROOM;
+    let yamux = move || {
+        let mut yamux = yamux::Config::default();
+        yamux.set_max_num_streams(max_streams);
+        yamux
+    };
+    let idle_timeout = config.idle_timeout;
+    let limits = libp2p::connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(config.max_connections))
+        .with_max_established_per_peer(Some(config.max_connections_per_peer))
+        .with_max_pending_incoming(Some(PENDING_INCOMING))
+        .with_max_pending_outgoing(Some(config.max_pending_dials));
+    let swarm = libp2p::SwarmBuilder::with_existing_identity(key.keypair.clone())
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux)
+        .map_err(|e| build(&e))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| build(&e))?
+        .with_relay_client(noise::Config::new, yamux)
+        .map_err(|e| build(&e))?
+        .with_behaviour(|key, relay_client| {
+            Behaviour::new(key, config, limits, relay_client)
+                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+        })
+        .map_err(|e| build(&e))?
+        .with_swarm_config(|c| {
+            c.with_idle_connection_timeout(idle_timeout).with_dial_concurrency_factor(
+                std::num::NonZeroU8::new(DIAL_CONCURRENCY).expect("not zero"),
+            )
+        })
+        .build();
+    Ok(swarm)
+}
