@@ -22,6 +22,15 @@ pub struct Limits {
     pub session_read_buffer: usize,
     /// WebSocket sessions per daemon.
     pub max_sessions: usize,
+    /// HTTP connections served at once (upgraded WebSockets leave the count); more wait
+    /// in the listener's backlog.
+    pub max_http_connections: usize,
+    /// How long a connection may take to send a whole request header, and may stay idle
+    /// between requests.
+    pub http_header_timeout: std::time::Duration,
+    /// How long writing a response may make no progress (a client not reading) before the
+    /// connection is closed.
+    pub http_idle_timeout: std::time::Duration,
     /// How often a session pings its browser.
     pub ping_interval: std::time::Duration,
     /// How long a browser may stay silent (no message, no pong) before its session ends.
@@ -38,6 +47,9 @@ impl Default for Limits {
             session_write_buffer: 8 * 1024 * 1024,
             session_read_buffer: 4 * 1024 * 1024,
             max_sessions: 4096,
+            max_http_connections: 512,
+            http_header_timeout: std::time::Duration::from_secs(10),
+            http_idle_timeout: std::time::Duration::from_secs(60),
             ping_interval: std::time::Duration::from_secs(20),
             keepalive_timeout: std::time::Duration::from_secs(60),
         }

@@ -2,6 +2,7 @@
 
 pub mod assets;
 pub mod door;
+pub mod server;
 
 use std::{net::SocketAddr, sync::Arc};
 
