@@ -459,3 +459,32 @@ async fn idle_connections_beyond_the_cap_leave_the_daemon_reachable() {
     drop(idle);
     assert!(daemon.terminate().success());
 }
+
+#[tokio::test]
+async fn unread_downloads_of_a_big_file_stay_within_bounded_memory() {
+    const CLIENTS: usize = 12;
+    const BOUND_KIB: u64 = 128 * 1024;
+    let dir = temp_dir("files-rss");
+    big_file(&dir, BIG);
+    let daemon =
+        Process::spawn(&["-nopeers", "-listen", "/ip4/127.0.0.1/tcp/0", "-files", "www"], &dir);
+    let pid = daemon.child.id();
+    let (before, _) = rss_kib(pid);
+    let mut downloads = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut tcp = send_raw(daemon.port, &get_request("/big.bin")).await;
+        let head = read_some(&mut tcp, 1).await;
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+        downloads.push(tcp); // open, never read again
+    }
+    // Time for the daemon to read ahead as far as it would.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (now, peak) = rss_kib(pid);
+    eprintln!(
+        "{CLIENTS} unread GETs of a 256 MiB file: RSS before {before} KiB, now {now} KiB, \
+         peak {peak} KiB"
+    );
+    assert!(peak < BOUND_KIB, "daemon peak RSS {peak} KiB over the {BOUND_KIB} KiB bound");
+    drop(downloads);
+    assert!(daemon.terminate().success());
+}
