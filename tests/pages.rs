@@ -460,6 +460,37 @@ async fn no_request_leaves_a_files_folder() {
     daemon.stop().await;
 }
 
+/// The request's path has no dot segment, but the file it resolves to is a dot file.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlink_to_a_dot_file_is_not_served() {
+    const SECRET: &str = "SECRET-a-dot-file";
+    let tmp = TempDir::new("dot-link");
+    // The served folder itself may sit below a dot folder: only what is below it counts.
+    let served = tmp.path().join(".site");
+    write(&served.join("page.html"), "inside");
+    write(&served.join(".env"), SECRET);
+    write(&served.join(".git/config"), SECRET);
+    write(&served.join("sub/.hidden/notes.txt"), SECRET);
+    std::os::unix::fs::symlink(".env", served.join("env.txt")).unwrap();
+    std::os::unix::fs::symlink(served.join(".env"), served.join("env-absolute.txt")).unwrap();
+    std::os::unix::fs::symlink(".git/config", served.join("config.txt")).unwrap();
+    std::os::unix::fs::symlink(".git", served.join("git")).unwrap();
+    std::os::unix::fs::symlink("sub/.hidden", served.join("hidden")).unwrap();
+    std::os::unix::fs::symlink("page.html", served.join("alias.html")).unwrap();
+    let daemon = files_daemon(&[&served]).await;
+
+    assert_eq!(get(daemon.addr, "/page.html", &[]).await.text(), "inside");
+    assert_eq!(get(daemon.addr, "/alias.html", &[]).await.text(), "inside");
+    for path in ["/env.txt", "/env-absolute.txt", "/config.txt", "/git/config", "/hidden/notes.txt"]
+    {
+        let reply = get(daemon.addr, path, &[]).await;
+        assert_eq!(reply.status, 404, "GET {path}: {}", reply.text());
+        assert!(!reply.text().contains(SECRET), "GET {path} leaked a dot file");
+    }
+    daemon.stop().await;
+}
+
 #[tokio::test]
 async fn a_missing_files_folder_is_a_startup_error() {
     let tmp = TempDir::new("missing");

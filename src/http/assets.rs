@@ -152,11 +152,16 @@ struct FoundFile {
 }
 
 /// Opens `rel` below `folder`, refusing anything (a symlink included) that resolves
-/// outside it.
+/// outside it or to a dot file or folder inside it.
 async fn open_inside(folder: &Path, rel: &str) -> Option<FoundFile> {
     let full = tokio::fs::canonicalize(folder.join(rel)).await.ok()?;
-    if !full.starts_with(folder) {
+    let Ok(below) = full.strip_prefix(folder) else {
         tracing::warn!(path = rel, "refused a path that leaves its -files folder");
+        return None;
+    };
+    // The request's path has no dot segment, but a symlink may still lead to one.
+    if below.components().any(|c| c.as_os_str().as_encoded_bytes().starts_with(b".")) {
+        tracing::warn!(path = rel, "refused a path that resolves to a dot file");
         return None;
     }
     // Checked before opening: opening a FIFO would wait for a writer.
