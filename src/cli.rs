@@ -94,6 +94,18 @@ pub struct Cli {
     /// Admit WebSocket connections from pages of this origin too (repeatable)
     #[arg(long, value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
+    /// HTTP connections served at once (upgraded WebSockets leave the count); more wait
+    /// in the backlog. Keep it well under the file descriptor limit (ulimit -n)
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_http_connections)]
+    pub max_http_connections: usize,
+    /// Seconds a connection may take to send a request header, or stay idle between
+    /// requests, before it is closed
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().http_header_timeout.as_secs())]
+    pub http_header_timeout: u64,
+    /// Seconds a response may go unread (no byte taken by the client) before its
+    /// connection is closed
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().http_idle_timeout.as_secs())]
+    pub http_idle_timeout: u64,
     /// Longest frame on a FRAMES=1 stream, in bytes (longer ones close the stream; at
     /// most 1 GiB)
     #[arg(long, value_name = "BYTES", default_value_t = Limits::default().max_frame,
@@ -231,6 +243,9 @@ impl Cli {
                 allow_loopback_dials: self.allow_loopback_dials,
                 max_listeners_per_session: self.max_listeners_per_session,
                 max_sessions: self.max_sessions,
+                max_http_connections: self.max_http_connections.max(1),
+                http_header_timeout: Duration::from_secs(self.http_header_timeout.max(1)),
+                http_idle_timeout: Duration::from_secs(self.http_idle_timeout.max(1)),
                 ping_interval: Duration::from_secs(self.ping_interval.max(1)),
                 keepalive_timeout: Duration::from_secs(self.keepalive_timeout.max(1)),
                 ..Limits::default()
@@ -302,5 +317,24 @@ mod tests {
             .unwrap()
             .browse
             .is_none());
+    }
+
+    #[test]
+    fn http_limits() {
+        let defaults = parse(&[]).into_config().unwrap().limits;
+        assert_eq!(defaults.max_http_connections, 512);
+        assert_eq!(defaults.http_header_timeout, Duration::from_secs(10));
+        assert_eq!(defaults.http_idle_timeout, Duration::from_secs(60));
+        let cli = parse(&[
+            "-max-http-connections",
+            "16",
+            "-http-header-timeout",
+            "2",
+            "--http-idle-timeout=3",
+        ]);
+        let limits = cli.into_config().unwrap().limits;
+        assert_eq!(limits.max_http_connections, 16);
+        assert_eq!(limits.http_header_timeout, Duration::from_secs(2));
+        assert_eq!(limits.http_idle_timeout, Duration::from_secs(3));
     }
 }

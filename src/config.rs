@@ -28,6 +28,15 @@ pub struct Limits {
     pub session_read_buffer: usize,
     /// WebSocket sessions per daemon.
     pub max_sessions: usize,
+    /// HTTP connections served at once (upgraded WebSockets leave the count); more wait
+    /// in the listener's backlog.
+    pub max_http_connections: usize,
+    /// How long a connection may take to send a whole request header, and may stay idle
+    /// between requests.
+    pub http_header_timeout: std::time::Duration,
+    /// How long writing a response may make no progress (a client not reading) before the
+    /// connection is closed.
+    pub http_idle_timeout: std::time::Duration,
     /// How often a session pings its browser.
     pub ping_interval: std::time::Duration,
     /// How long a browser may stay silent (no message, no pong) before its session ends.
@@ -46,6 +55,9 @@ impl Default for Limits {
             session_write_buffer: 8 * 1024 * 1024,
             session_read_buffer: 4 * 1024 * 1024,
             max_sessions: 4096,
+            max_http_connections: 512,
+            http_header_timeout: std::time::Duration::from_secs(10),
+            http_idle_timeout: std::time::Duration::from_secs(60),
             ping_interval: std::time::Duration::from_secs(20),
             keepalive_timeout: std::time::Duration::from_secs(60),
         }
@@ -102,8 +114,8 @@ impl Config {
 impl Config {
     /// Fits the limits that cost file descriptors into `nofile` (the process's limit):
     /// dials being made, established libp2p connections, and HTTP connections get a
-    /// quarter each at most, the rest stays for listeners, files and the runtime. Says
-    /// what it lowered, for the log.
+    /// quarter each at most, the rest stays for WebSocket sessions, listeners, files
+    /// and the runtime. Says what it lowered, for the log.
     pub fn fit_fd_limit(&mut self, nofile: u64) -> Vec<String> {
         let quarter = u32::try_from(nofile / 4).unwrap_or(u32::MAX).max(1);
         let mut lowered = Vec::new();
@@ -116,6 +128,9 @@ impl Config {
         let dials = (quarter / u32::from(crate::node::DIAL_CONCURRENCY)).max(1);
         fit("--max-pending-dials", &mut self.node.max_pending_dials, dials);
         fit("--max-connections", &mut self.node.max_connections, quarter);
+        let mut http = u32::try_from(self.limits.max_http_connections).unwrap_or(u32::MAX);
+        fit("--max-http-connections", &mut http, quarter);
+        self.limits.max_http_connections = http as usize;
         lowered
     }
 }
@@ -141,9 +156,10 @@ mod tests {
         let lowered = config.fit_fd_limit(1024);
         assert_eq!(config.node.max_pending_dials, 64);
         assert_eq!(config.node.max_connections, 256);
-        assert_eq!(lowered, ["--max-connections 1024 -> 256"]);
+        assert_eq!(lowered, ["--max-connections 1024 -> 256", "--max-http-connections 512 -> 256"]);
         config.fit_fd_limit(256);
         assert_eq!(config.node.max_pending_dials, 16);
         assert_eq!(config.node.max_connections, 64);
+        assert_eq!(config.limits.max_http_connections, 64);
     }
 }

@@ -21,7 +21,7 @@ pub mod node;
 pub mod protocol;
 pub mod session;
 
-use std::{future::Future, net::SocketAddr, sync::Arc};
+use std::{future::Future, sync::Arc};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -43,7 +43,8 @@ pub enum Error {
     Node(#[from] NodeError),
 }
 
-/// Serves `/libp2p` and the pages on `listener` until `shutdown` resolves.
+/// Serves `/libp2p` and the pages on `listener` until `shutdown` resolves, then returns
+/// within [`session::SHUTDOWN_GRACE`] and a second, whatever clients do.
 ///
 /// With a key in `config` the libp2p node starts before the first request; without one
 /// it starts on the first Start message.
@@ -91,25 +92,25 @@ pub async fn run(
             }
         }
     }
-    let app = http::app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let stop = sessions.clone();
-    // Small messages (a round trip, a game's input) must not wait for Nagle.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            tracing::info!("shutting down");
-            stop.cancel();
-        })
-        .await?;
-    // Upgraded WebSockets outlive axum's graceful shutdown: wait for their goodbyes.
-    let deadline =
-        tokio::time::Instant::now() + session::SHUTDOWN_GRACE + std::time::Duration::from_secs(1);
-    while shared.active_sessions() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    let app = http::app(state);
+    let stopping = async {
+        shutdown.await;
+        tracing::info!("shutting down");
+        sessions.cancel();
+        tokio::time::Instant::now()
+    };
+    // The server returns at most HTTP_SHUTDOWN_GRACE after the signal, responses still
+    // unfinished then cut.
+    let ((), stopped_at) = tokio::join!(
+        http::server::serve(listener, app, &config.limits, sessions.clone()),
+        stopping
+    );
+    // Upgraded WebSockets outlive the HTTP server: wait for the sessions' goodbyes and
+    // the tasks they left (a stream's last writes), counted from the signal so the two
+    // waits overlap.
+    let deadline = stopped_at + session::SHUTDOWN_GRACE + std::time::Duration::from_secs(1);
+    shared.tasks.close();
+    let _ = tokio::time::timeout_at(deadline, shared.tasks.wait()).await;
     node.stop();
     Ok(())
 }

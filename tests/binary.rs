@@ -105,6 +105,9 @@ fn version_and_help() {
         "--relay-max-circuits",
         "--version",
         "--allow-origin",
+        "--max-http-connections",
+        "--http-header-timeout",
+        "--http-idle-timeout",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
@@ -112,16 +115,6 @@ fn version_and_help() {
         std::process::Command::new(bin).args(["-key", "not-a-key", "-nopeers"]).output().unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("key"));
-}
-
-/// The daemon's resident memory now and at its peak, in KiB, from /proc.
-fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap()
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// The byte at `offset` of the test stream.
@@ -260,4 +253,228 @@ async fn sigterm_under_load_says_goodbye_and_exits_promptly() {
         sender.abort();
     }
     assert!(b.terminate().success());
+}
+
+// ------------------------------------------------------------------ HTTP limits
+
+/// A `-files` folder `www` in `dir` holding `big.bin`, a sparse file of `len` bytes (it
+/// costs no disk).
+fn big_file(dir: &std::path::Path, len: u64) {
+    std::fs::create_dir_all(dir.join("www")).unwrap();
+    std::fs::File::create(dir.join("www/big.bin")).unwrap().set_len(len).unwrap();
+}
+
+const BIG: u64 = 256 << 20;
+
+/// A TCP connection to the daemon that has sent `request` as is.
+async fn send_raw(port: u16, request: &str) -> tokio::net::TcpStream {
+    use tokio::io::AsyncWriteExt as _;
+    let mut tcp =
+        within("connect", tokio::net::TcpStream::connect(("127.0.0.1", port))).await.unwrap();
+    within("send", tcp.write_all(request.as_bytes())).await.unwrap();
+    tcp
+}
+
+/// A GET of `path` with keep-alive (HTTP/1.1's default).
+fn get_request(path: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n")
+}
+
+/// Reads until `tcp` has received at least `at_least` bytes; returns them.
+async fn read_some(tcp: &mut tokio::net::TcpStream, at_least: usize) -> Vec<u8> {
+    use tokio::io::AsyncReadExt as _;
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 16 * 1024];
+    while got.len() < at_least {
+        let n = within("read", tcp.read(&mut buf)).await.unwrap();
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+    }
+    got
+}
+
+/// Reads until the daemon closes `tcp` (end of stream or reset), for up to `limit`;
+/// returns the first bytes received (up to 64 KiB) and the total count.
+async fn read_until_closed(
+    tcp: &mut tokio::net::TcpStream,
+    limit: Duration,
+) -> Result<(Vec<u8>, u64), &'static str> {
+    use tokio::io::AsyncReadExt as _;
+    let mut first = Vec::new();
+    let mut total = 0u64;
+    let mut buf = vec![0u8; 64 * 1024];
+    let reading = async {
+        loop {
+            match tcp.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    let keep = n.min((64 * 1024usize).saturating_sub(first.len()));
+                    first.extend_from_slice(&buf[..keep]);
+                    total += n as u64;
+                }
+            }
+        }
+    };
+    match tokio::time::timeout(limit, reading).await {
+        Ok(()) => Ok((first, total)),
+        Err(_) => Err("still open"),
+    }
+}
+
+#[tokio::test]
+async fn sigterm_exits_within_5_s_whatever_http_clients_do() {
+    let dir = temp_dir("sigterm-http");
+    big_file(&dir, BIG);
+    let daemon =
+        Process::spawn(&["-nopeers", "-listen", "/ip4/127.0.0.1/tcp/0", "-files", "www"], &dir);
+    let port = daemon.port;
+    // Half a request header, never finished.
+    let _half = send_raw(port, "GET /index.html HTTP/1.1\r\nHost: local").await;
+    // A download whose response starts and is then never read.
+    let mut download = send_raw(port, &get_request("/big.bin")).await;
+    let head = read_some(&mut download, 1).await;
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    let log = daemon.log.clone();
+    let started = std::time::Instant::now();
+    let (status, took) = within(
+        "exit",
+        tokio::task::spawn_blocking(move || (daemon.terminate(), started.elapsed())),
+    )
+    .await
+    .unwrap();
+    eprintln!(
+        "SIGTERM with a half header and an unread download: exited in {} ms",
+        took.as_millis()
+    );
+    assert!(status.success(), "{status:?} {}", log.lock().unwrap());
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[tokio::test]
+async fn a_half_sent_header_or_an_idle_keep_alive_is_closed_after_the_header_timeout() {
+    let dir = temp_dir("header-timeout");
+    let args = ["-nopeers", "-listen", "/ip4/127.0.0.1/tcp/0", "--http-header-timeout", "1"];
+    let daemon = Process::spawn(&args, &dir);
+    let mut half = send_raw(daemon.port, "GET /index.html HTTP/1.1\r\nHost: local").await;
+    let sent = std::time::Instant::now();
+    let (reply, _) = read_until_closed(&mut half, STEP).await.expect("the daemon closes it");
+    let after = sent.elapsed();
+    eprintln!("a half header was closed after {} ms (timeout 1 s)", after.as_millis());
+    assert!(!reply.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&reply));
+    assert!(after >= Duration::from_millis(500), "closed before the timeout: {after:?}");
+    // A whole request is answered, and the connection, kept alive, is closed once idle.
+    let mut idle = send_raw(daemon.port, &get_request("/status")).await;
+    let (reply, _) = read_until_closed(&mut idle, STEP).await.expect("the daemon closes it");
+    assert!(reply.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&reply));
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test]
+async fn a_response_nobody_reads_is_cut_after_the_idle_timeout() {
+    let dir = temp_dir("idle-timeout");
+    big_file(&dir, BIG);
+    let args = [
+        "-nopeers",
+        "-listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "-files",
+        "www",
+        "--http-idle-timeout",
+        "1",
+    ];
+    let daemon = Process::spawn(&args, &dir);
+    let request = "GET /big.bin HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let mut download = send_raw(daemon.port, request).await;
+    // Reads nothing for a good while: the daemon's writes stall, and time out.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let (head, total) = read_until_closed(&mut download, STEP).await.expect("the daemon closes it");
+    eprintln!("an unread 256 MiB download was cut after {} MiB", total >> 20);
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    assert!(total < BIG, "the whole file arrived: the connection was never cut");
+    assert!(daemon.terminate().success());
+}
+
+/// File descriptors the process `pid` has open.
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count()
+}
+
+#[cfg(target_os = "linux")]
+#[tokio::test]
+async fn idle_connections_beyond_the_cap_leave_the_daemon_reachable() {
+    const CAP: usize = 16;
+    let dir = temp_dir("http-cap");
+    let cap = CAP.to_string();
+    let args = [
+        "-nopeers",
+        "-listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--max-http-connections",
+        &cap,
+        "--http-header-timeout",
+        "1",
+    ];
+    let daemon = Process::spawn(&args, &dir);
+    let pid = daemon.child.id();
+    // As the report had it (1,100 idle connections under ulimit -n 1024), scaled down:
+    // room for the cap and a little more, then more idle connections than that.
+    let limit = (open_fds(pid) + CAP + 8) as u64;
+    let rlimit = libc::rlimit { rlim_cur: limit, rlim_max: limit };
+    // SAFETY: a plain system call on a child of this process, with a valid struct.
+    let set = unsafe {
+        libc::prlimit(pid as libc::pid_t, libc::RLIMIT_NOFILE, &rlimit, std::ptr::null_mut())
+    };
+    assert_eq!(set, 0, "prlimit: {}", std::io::Error::last_os_error());
+    let mut idle = Vec::new();
+    for _ in 0..limit + 8 {
+        idle.push(
+            within("connect", tokio::net::TcpStream::connect(("127.0.0.1", daemon.port)))
+                .await
+                .unwrap(),
+        );
+    }
+    // A real client comes after them all, and is served once idle ones time out.
+    let started = std::time::Instant::now();
+    let request = "GET /status HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    let mut client = send_raw(daemon.port, request).await;
+    let (reply, _) = read_until_closed(&mut client, Duration::from_secs(60))
+        .await
+        .expect("GET /status answered");
+    eprintln!(
+        "{} idle connections (cap {CAP}, {limit} descriptors): /status answered in {} ms",
+        idle.len(),
+        started.elapsed().as_millis()
+    );
+    assert!(reply.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&reply));
+    drop(idle);
+    assert!(daemon.terminate().success());
+}
+
+#[tokio::test]
+async fn unread_downloads_of_a_big_file_stay_within_bounded_memory() {
+    const CLIENTS: usize = 12;
+    const BOUND_KIB: u64 = 128 * 1024;
+    let dir = temp_dir("files-rss");
+    big_file(&dir, BIG);
+    let daemon =
+        Process::spawn(&["-nopeers", "-listen", "/ip4/127.0.0.1/tcp/0", "-files", "www"], &dir);
+    let pid = daemon.child.id();
+    let (before, _) = rss_kib(pid);
+    let mut downloads = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut tcp = send_raw(daemon.port, &get_request("/big.bin")).await;
+        let head = read_some(&mut tcp, 1).await;
+        assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+        downloads.push(tcp); // open, never read again
+    }
+    // Time for the daemon to read ahead as far as it would.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (now, peak) = rss_kib(pid);
+    eprintln!(
+        "{CLIENTS} unread GETs of a 256 MiB file: RSS before {before} KiB, now {now} KiB, \
+         peak {peak} KiB"
+    );
+    assert!(peak < BOUND_KIB, "daemon peak RSS {peak} KiB over the {BOUND_KIB} KiB bound");
+    drop(downloads);
+    assert!(daemon.terminate().success());
 }

@@ -353,6 +353,46 @@ async fn files_folders_are_read_live_and_the_first_holding_a_path_wins() {
     daemon.stop().await;
 }
 
+/// Files too big to read whole are streamed, and tagged by length and modification time.
+#[tokio::test]
+async fn a_big_file_is_streamed_with_its_type_length_and_etag() {
+    let tmp = TempDir::new("streamed");
+    let folder = tmp.path().join("www");
+    let line = "console.log('a line of a big script');\n";
+    let text = line.repeat(256 * 1024 / line.len());
+    write(&folder.join("big.js"), &text);
+    let daemon = files_daemon(&[&folder]).await;
+
+    let reply = get(daemon.addr, "/big.js", &[]).await;
+    assert_eq!(reply.status, 200);
+    assert!(reply.body == text.as_bytes(), "served byte for byte");
+    assert_eq!(reply.header("content-type"), Some("text/javascript; charset=utf-8"));
+    assert_eq!(reply.header("content-length"), Some(text.len().to_string().as_str()));
+    let etag = reply.header("etag").unwrap().to_string();
+    assert!(etag.starts_with('"') && etag.ends_with('"') && etag.len() > 2, "strong: {etag}");
+    assert_eq!(reply.header("cache-control"), Some("no-cache"));
+    let head = raw(daemon.addr, "HEAD /big.js HTTP/1.1").await;
+    assert_eq!(head.header("content-length"), Some(text.len().to_string().as_str()));
+
+    for matching in [etag.clone(), format!("W/{etag}")] {
+        let again = get(daemon.addr, "/big.js", &[("If-None-Match", &matching)]).await;
+        assert_eq!(again.status, 304, "If-None-Match: {matching}");
+        assert_eq!(again.header("etag"), Some(etag.as_str()));
+    }
+    let gzip = get(daemon.addr, "/big.js", &[("Accept-Encoding", "gzip")]).await;
+    assert_eq!(gzip.header("content-encoding"), Some("gzip"));
+    assert!(gzip.decoded() == text.as_bytes(), "compressed while streamed");
+
+    // An edit (here one that changes the length) gives a new ETag.
+    let edited = format!("{text}// edited\n");
+    write(&folder.join("big.js"), &edited);
+    let after = get(daemon.addr, "/big.js", &[("If-None-Match", &etag)]).await;
+    assert_eq!(after.status, 200);
+    assert!(after.body == edited.as_bytes());
+    assert_ne!(after.header("etag"), Some(etag.as_str()));
+    daemon.stop().await;
+}
+
 #[cfg(unix)]
 #[tokio::test]
 async fn no_request_leaves_a_files_folder() {
@@ -417,6 +457,37 @@ async fn no_request_leaves_a_files_folder() {
     let reply = raw(daemon.addr, &absolute_form).await;
     assert_eq!(reply.status, 400, "{absolute_form}");
     assert!(!reply.text().contains(SECRET));
+    daemon.stop().await;
+}
+
+/// The request's path has no dot segment, but the file it resolves to is a dot file.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlink_to_a_dot_file_is_not_served() {
+    const SECRET: &str = "SECRET-a-dot-file";
+    let tmp = TempDir::new("dot-link");
+    // The served folder itself may sit below a dot folder: only what is below it counts.
+    let served = tmp.path().join(".site");
+    write(&served.join("page.html"), "inside");
+    write(&served.join(".env"), SECRET);
+    write(&served.join(".git/config"), SECRET);
+    write(&served.join("sub/.hidden/notes.txt"), SECRET);
+    std::os::unix::fs::symlink(".env", served.join("env.txt")).unwrap();
+    std::os::unix::fs::symlink(served.join(".env"), served.join("env-absolute.txt")).unwrap();
+    std::os::unix::fs::symlink(".git/config", served.join("config.txt")).unwrap();
+    std::os::unix::fs::symlink(".git", served.join("git")).unwrap();
+    std::os::unix::fs::symlink("sub/.hidden", served.join("hidden")).unwrap();
+    std::os::unix::fs::symlink("page.html", served.join("alias.html")).unwrap();
+    let daemon = files_daemon(&[&served]).await;
+
+    assert_eq!(get(daemon.addr, "/page.html", &[]).await.text(), "inside");
+    assert_eq!(get(daemon.addr, "/alias.html", &[]).await.text(), "inside");
+    for path in ["/env.txt", "/env-absolute.txt", "/config.txt", "/git/config", "/hidden/notes.txt"]
+    {
+        let reply = get(daemon.addr, path, &[]).await;
+        assert_eq!(reply.status, 404, "GET {path}: {}", reply.text());
+        assert!(!reply.text().contains(SECRET), "GET {path} leaked a dot file");
+    }
     daemon.stop().await;
 }
 

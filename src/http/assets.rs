@@ -1,4 +1,5 @@
-//! The pages: compiled into the binary by `build.rs`, or read live from `-files` folders.
+//! The pages: compiled into the binary by `build.rs`, or read live from `-files` folders
+//! (small files whole, bigger ones streamed from disk).
 
 use std::path::{Component, Path, PathBuf};
 
@@ -7,6 +8,8 @@ use axum::{
     http::{header, HeaderMap, HeaderValue, StatusCode},
     response::{IntoResponse, Response},
 };
+
+use crate::{limit_log::LimitLog, protocol::text};
 
 #[path = "mime.rs"]
 mod mime;
@@ -71,14 +74,8 @@ impl Pages {
             }
             Self::Folders(folders) => {
                 for folder in folders {
-                    if let Some(bytes) = read_inside(folder, &path).await {
-                        let etag = format!("\"{:016x}\"", mime::fnv1a(&bytes));
-                        return respond(
-                            headers,
-                            mime::content_type(&path),
-                            etag,
-                            Body::from(bytes),
-                        );
+                    if let Some(file) = open_inside(folder, &path).await {
+                        return file.respond(headers, mime::content_type(&path)).await;
                     }
                 }
                 not_found()
@@ -143,18 +140,86 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// Reads `rel` below `folder`, refusing anything (a symlink included) that resolves
-/// outside it.
-async fn read_inside(folder: &Path, rel: &str) -> Option<Vec<u8>> {
+/// Files up to this size are read whole and tagged by their content, as embedded ones
+/// are; bigger ones are streamed and tagged by their length and modification time.
+const READ_WHOLE_MAX: u64 = 64 * 1024;
+/// How much of a streamed file is read at a time: with hyper's write buffer, about what
+/// one download holds in memory while its client is slow.
+const STREAM_CHUNK: usize = 64 * 1024;
+
+/// A file found in a `-files` folder, open.
+struct FoundFile {
+    file: tokio::fs::File,
+    metadata: std::fs::Metadata,
+}
+
+/// Opens `rel` below `folder`, refusing anything (a symlink included) that resolves
+/// outside it or to a dot file or folder inside it.
+async fn open_inside(folder: &Path, rel: &str) -> Option<FoundFile> {
     let full = tokio::fs::canonicalize(folder.join(rel)).await.ok()?;
-    if !full.starts_with(folder) {
-        tracing::warn!(path = rel, "refused a path that leaves its -files folder");
+    // Requests name the path: it is logged escaped, a few times a minute at most.
+    static LOG: LimitLog = LimitLog::with_burst(20);
+    let refused = |why: &str| {
+        if let Some(unlogged) = LOG.hit() {
+            tracing::warn!(path = %text::quote(rel), unlogged, "refused a path that {why}");
+        }
+    };
+    let Ok(below) = full.strip_prefix(folder) else {
+        refused("leaves its -files folder");
+        return None;
+    };
+    // The request's path has no dot segment, but a symlink may still lead to one.
+    if below.components().any(|c| c.as_os_str().as_encoded_bytes().starts_with(b".")) {
+        refused("resolves to a dot file");
         return None;
     }
+    // Checked before opening: opening a FIFO would wait for a writer.
     if !tokio::fs::metadata(&full).await.ok()?.is_file() {
         return None;
     }
-    tokio::fs::read(&full).await.ok()
+    let file = tokio::fs::File::open(&full).await.ok()?;
+    let metadata = file.metadata().await.ok()?;
+    metadata.is_file().then_some(FoundFile { file, metadata })
+}
+
+impl FoundFile {
+    async fn respond(self, headers: &HeaderMap, content_type: &'static str) -> Response {
+        use tokio::io::AsyncReadExt as _;
+        let len = self.metadata.len();
+        if len <= READ_WHOLE_MAX {
+            let mut bytes = Vec::with_capacity(len as usize);
+            // `take`: a file that grew since it was measured is still read within bounds.
+            if self.file.take(READ_WHOLE_MAX).read_to_end(&mut bytes).await.is_err() {
+                return not_found();
+            }
+            let etag = format!("\"{:016x}\"", mime::fnv1a(&bytes));
+            return respond(headers, content_type, etag, Body::from(bytes));
+        }
+        let stream = tokio_util::io::ReaderStream::with_capacity(self.file.take(len), STREAM_CHUNK);
+        let mut response = respond(
+            headers,
+            content_type,
+            metadata_etag(&self.metadata),
+            Body::from_stream(stream),
+        );
+        if response.status() == StatusCode::OK {
+            // Told up front, so the client knows the size; a file cut short while it is
+            // sent ends the connection instead of passing for whole.
+            response.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+        }
+        response
+    }
+}
+
+/// The strong ETag of a streamed file: its length and modification time, in nanoseconds
+/// (the `-` keeps it apart from the 16 hex digits of a content hash).
+fn metadata_etag(metadata: &std::fs::Metadata) -> String {
+    let modified = metadata
+        .modified()
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("\"{:x}-{modified:x}\"", metadata.len())
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 pub mod assets;
 pub mod door;
+pub mod server;
 
 use std::{net::SocketAddr, sync::Arc};
 
@@ -82,7 +83,11 @@ async fn upgrade(
         .max_frame_size(limits.max_message)
         // tungstenite wants this above its write buffer (128 KiB by default).
         .max_write_buffer_size((4 * limits.max_message).max(1 << 20))
-        .on_upgrade(move |socket| session::run(socket, state.shared.clone(), loopback, cancel))
+        .on_upgrade(move |socket| {
+            // Tracked, so shutdown can wait for the session's goodbye.
+            let session = session::run(socket, state.shared.clone(), loopback, cancel);
+            state.shared.tasks.track_future(session)
+        })
 }
 
 /// What the daemon holds now, as JSON: for monitoring, and for the soak run to check
