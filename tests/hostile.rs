@@ -117,19 +117,9 @@ async fn identify_stays_valid_whatever_sessions_listen_on() {
 
 /// Dials `addr` with a plain rust-libp2p node running identify; what it received.
 async fn identify_of(addr: &Multiaddr) -> identify::Info {
-    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|key| {
-            identify::Behaviour::new(identify::Config::new("/ipfs/id/1.0.0".into(), key.public()))
-        })
-        .unwrap()
-        .build();
+    let mut swarm = plain_swarm(|key| {
+        identify::Behaviour::new(identify::Config::new("/ipfs/id/1.0.0".into(), key.public()))
+    });
     swarm.dial(addr.clone()).unwrap();
     within("identify", async {
         loop {

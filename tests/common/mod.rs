@@ -248,6 +248,24 @@ pub struct TestPeer {
     _task: tokio_util::task::AbortOnDropHandle<()>,
 }
 
+/// A plain rust-libp2p swarm (TCP, noise, yamux) running `behaviour`.
+pub fn plain_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    behaviour: impl FnOnce(&libp2p::identity::Keypair) -> B,
+) -> libp2p::Swarm<B> {
+    libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(behaviour)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build()
+}
+
 impl TestPeer {
     pub async fn new() -> Self {
         Self::dialing(None).await
@@ -255,18 +273,7 @@ impl TestPeer {
 
     /// A test peer that first dials `addr` (a full address with `/p2p/`), if given.
     pub async fn dialing(dial: Option<Multiaddr>) -> Self {
-        let mut swarm = libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                libp2p::tcp::Config::default(),
-                libp2p::noise::Config::new,
-                libp2p::yamux::Config::default,
-            )
-            .unwrap()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())
-            .unwrap()
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = plain_swarm(|_| libp2p_stream::Behaviour::new());
         swarm.listen_on("/ip4/127.0.0.1/tcp/0".parse().unwrap()).unwrap();
         let addr = within("test peer listen", async {
             loop {
