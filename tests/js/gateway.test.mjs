@@ -1063,8 +1063,8 @@ test('CommandHandler runs JSON commands on its protocols and passes other data o
 });
 
 test('commands before startProtocol throw a clear error', async () => {
-    // a fresh module instance has no socket yet
-    const fresh = await import(`../../html/protocol.js?fresh=${Date.now()}`);
+    // a fresh instance of the callback API's module has no socket yet
+    const fresh = await import(`../../html/protocol/legacy.js?fresh=${Date.now()}`);
     assert.throws(() => fresh.listen('/x', true), /startProtocol\(\) has not been called/);
 });
 
