@@ -112,7 +112,7 @@ pub struct Cli {
           value_parser = parse_max_frame)]
     pub max_frame: usize,
     /// Streams per remote peer, all sessions together (kept below yamux's limit)
-    #[arg(long, value_name = "N", default_value_t = 400)]
+    #[arg(long, value_name = "N", default_value_t = NodeConfig::default().max_streams_per_peer)]
     pub max_streams_per_peer: usize,
     /// Streams per browser session
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_streams_per_session)]
@@ -124,14 +124,14 @@ pub struct Cli {
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_sessions)]
     pub max_sessions: usize,
     /// Established libp2p connections, all peers together
-    #[arg(long, value_name = "N", default_value_t = 1024)]
+    #[arg(long, value_name = "N", default_value_t = NodeConfig::default().max_connections)]
     pub max_connections: u32,
     /// Established libp2p connections to one peer
-    #[arg(long, value_name = "N", default_value_t = 8)]
+    #[arg(long, value_name = "N", default_value_t = NodeConfig::default().max_connections_per_peer)]
     pub max_connections_per_peer: u32,
     /// Outgoing libp2p connections being dialed at once, all sessions together (each
     /// holds up to 4 sockets; lowered to fit the process's file descriptor limit)
-    #[arg(long, value_name = "N", default_value_t = Config::local().node.max_pending_dials)]
+    #[arg(long, value_name = "N", default_value_t = NodeConfig::default().max_pending_dials)]
     pub max_pending_dials: u32,
     /// Peers one browser session may be dialing at once (Connects to connected peers,
     /// or to a peer being dialed already, do not count)
@@ -142,7 +142,7 @@ pub struct Cli {
     #[arg(long)]
     pub allow_loopback_dials: bool,
     /// Deny new libp2p connections while the daemon uses more memory than this (MiB)
-    #[arg(long, value_name = "MIB", default_value_t = 1024)]
+    #[arg(long, value_name = "MIB", default_value_t = NodeConfig::default().max_memory >> 20)]
     pub max_memory_mib: usize,
     /// Seconds between WebSocket pings to each browser
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().ping_interval.as_secs())]
@@ -216,7 +216,7 @@ impl Cli {
                 bootstrap,
                 max_streams_per_peer: self.max_streams_per_peer,
                 public,
-                idle_timeout: Duration::from_secs(60),
+                idle_timeout: NodeConfig::default().idle_timeout,
                 max_connections: self.max_connections,
                 max_connections_per_peer: self.max_connections_per_peer,
                 max_pending_dials: self.max_pending_dials.max(1),

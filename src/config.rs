@@ -89,17 +89,8 @@ impl Config {
         Self {
             node: NodeConfig {
                 listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
-                bootstrap: Vec::new(),
-                max_streams_per_peer: 400,
-                public: None,
-                idle_timeout: std::time::Duration::from_secs(60),
-                max_connections: 1024,
-                max_connections_per_peer: 8,
-                max_pending_dials: 64,
-                max_memory: 1024 << 20,
                 mdns: false,
-                relay: None,
-                relay_via: Vec::new(),
+                ..NodeConfig::default()
             },
             key: None,
             addr_host: None,

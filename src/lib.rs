@@ -28,11 +28,30 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, Limits};
 
+/// This build's version, as `-version`, `/status` and the wire say it.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// What Hello and identify's agent version carry: `libp2p-websocket/VERSION`.
+pub const AGENT: &str = concat!("libp2p-websocket/", env!("CARGO_PKG_VERSION"));
+
 use crate::{
     http::{AppState, Door, Pages},
     node::{NodeError, NodeSlot},
     session::Shared,
 };
+
+/// What the daemon logs once it serves, before the URL of its landing page.
+pub const READY: &str = "serving pages and /libp2p";
+
+/// The host and port of the URL in the line the daemon logs once it serves
+/// (`… serving pages and /libp2p url=http://HOST:PORT/`, escape codes allowed): what
+/// a program that starts the daemon waits for.
+pub fn ready_address(line: &str) -> Option<(String, u16)> {
+    let rest = &line[line.find(READY)?..];
+    let rest = &rest[rest.find("url=http://")? + "url=http://".len()..];
+    let hostport: String = rest.chars().take_while(|&c| c != '/' && !c.is_whitespace()).collect();
+    let (host, port) = hostport.rsplit_once(':')?;
+    Some((host.to_string(), port.parse().ok()?))
+}
 
 /// Why the daemon could not run.
 #[derive(Debug, thiserror::Error)]
@@ -74,7 +93,7 @@ pub async fn run(
         bound.ip().to_string()
     };
     let landing = format!("http://{page_host}:{}/", bound.port());
-    tracing::info!(url = %landing, "serving pages and /libp2p");
+    tracing::info!(url = %landing, "{READY}");
     if let Some(page) = &config.browse {
         let url = format!("{landing}{}", page.trim_start_matches('/'));
         // `open` waits briefly for each launcher to fail: keep that off the runtime's
@@ -113,4 +132,17 @@ pub async fn run(
     let _ = tokio::time::timeout_at(deadline, shared.tasks.wait()).await;
     node.stop();
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_ready_line_names_where_the_daemon_serves() {
+        let line = "2026-12-01T00:00:00Z  \u{1b}[32mINFO\u{1b}[0m libp2p_websocket: serving pages \
+                    and /libp2p url=http://localhost:8888/";
+        assert_eq!(super::ready_address(line), Some(("localhost".into(), 8888)));
+        let lan = "INFO libp2p_websocket: serving pages and /libp2p url=http://10.0.0.2:41234/";
+        assert_eq!(super::ready_address(lan), Some(("10.0.0.2".into(), 41234)));
+        assert_eq!(super::ready_address("INFO other url=http://localhost:1/"), None);
+    }
 }

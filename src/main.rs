@@ -11,7 +11,7 @@ async fn main() -> anyhow::Result<()> {
         Err(e) => e.exit(),
     };
     if cli.version {
-        println!("libp2p-websocket {}", env!("CARGO_PKG_VERSION"));
+        println!("libp2p-websocket {}", libp2p_websocket::VERSION);
         return Ok(());
     }
     tracing_subscriber::fmt()

@@ -78,10 +78,9 @@ impl Proc {
         }
         command.args(extra).env("RUST_LOG", "info");
         let mut daemon = Self::spawn(name, command)?;
-        let line = daemon.wait_line(|l| l.contains("url=http://localhost:"), secs(20))?;
-        let rest = line.split("url=http://localhost:").nth(1).unwrap_or_default();
-        let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
-        let port = port.parse().map_err(|_| format!("{name}: no port in {line:?}"))?;
+        let line = daemon.wait_line(|l| libp2p_websocket::ready_address(l).is_some(), secs(20))?;
+        let (_, port) = libp2p_websocket::ready_address(&line)
+            .ok_or_else(|| format!("{name}: no port in {line:?}"))?;
         Ok((daemon, port))
     }
 

@@ -105,7 +105,7 @@ async fn status(State(state): State<AppState>) -> axum::Json<serde_json::Value> 
         })
     });
     axum::Json(serde_json::json!({
-        "version": env!("CARGO_PKG_VERSION"),
+        "version": crate::VERSION,
         "sessions": shared.active_sessions(),
         "streams": shared.active_streams(),
         "listeners": shared.hub.listener_count(),

@@ -55,7 +55,7 @@ impl Behaviour {
         relay_client: relay::client::Behaviour,
     ) -> Result<Self, NodeError> {
         let peer_id = key.public().to_peer_id();
-        let agent = format!("libp2p-websocket/{}", env!("CARGO_PKG_VERSION"));
+        let agent = crate::AGENT.to_string();
 
         let mut kad_config = kad::Config::new(KAD_PROTOCOL);
         kad_config.set_query_timeout(KAD_QUERY_TIMEOUT);

@@ -59,6 +59,27 @@ impl Default for RelayLimits {
     }
 }
 
+impl Default for NodeConfig {
+    /// The daemon's defaults (the CLI's): every interface, mDNS on, no bootstrap peer
+    /// (the CLI adds the public list).
+    fn default() -> Self {
+        Self {
+            listen: Self::default_listen(),
+            bootstrap: Vec::new(),
+            max_streams_per_peer: 400,
+            public: None,
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 1024,
+            max_connections_per_peer: 8,
+            max_pending_dials: 64,
+            max_memory: 1024 << 20,
+            mdns: true,
+            relay: None,
+            relay_via: Vec::new(),
+        }
+    }
+}
+
 impl NodeConfig {
     /// TCP and QUIC on every interface, IPv4 and IPv6, ports chosen by the system.
     pub fn default_listen() -> Vec<Multiaddr> {

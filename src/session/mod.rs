@@ -56,7 +56,7 @@ const REFUSALS_LOGGED: u32 = 20;
 pub const GOODBYE_GRACE: Duration = Duration::from_secs(5);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Hello's version tail.
-pub const VERSION: &str = concat!("libp2p-websocket/", env!("CARGO_PKG_VERSION"));
+pub const VERSION: &str = crate::AGENT;
 
 /// Runs one session on an upgraded WebSocket until the browser leaves or `cancel` fires.
 /// `loopback` says whether the browser connected from this machine (only those are

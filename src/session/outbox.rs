@@ -150,11 +150,6 @@ impl Outbox {
     pub fn close(&self, code: u16, reason: String) {
         let _ = self.queue.send(Outbound::Close { code, reason });
     }
-
-    /// Bytes of replies and notices queued now.
-    pub fn queued_replies(&self) -> usize {
-        self.replies.load(Ordering::Acquire)
-    }
 }
 
 /// Sends queued messages to the browser, flushing once per burst.

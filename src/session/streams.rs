@@ -82,10 +82,6 @@ impl Streams {
         self.conns.len()
     }
 
-    pub fn contains(&self, id: ConnId) -> bool {
-        self.conns.contains_key(&id)
-    }
-
     /// A new stream id (sent in Peer or Listener Connection before [`Streams::start`]).
     pub fn next_id(&mut self) -> ConnId {
         let id = self.next_id;

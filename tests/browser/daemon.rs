@@ -208,12 +208,9 @@ fn spawn(options: Options) -> (Child, Arc<Log>) {
     (child, log)
 }
 
-/// The port of a line like `... url=http://localhost:41234/ ...` (escape codes allowed).
+/// The port of the daemon's ready line (escape codes allowed).
 pub fn parse_port(line: &str) -> Option<u16> {
-    let rest = &line[line.find("url=")?..];
-    let rest = &rest[rest.find("http://localhost:")? + "http://localhost:".len()..];
-    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-    digits.parse().ok()
+    libp2p_websocket::ready_address(line).map(|(_, port)| port)
 }
 
 /// A fresh empty folder under the system's temp dir, removed when dropped.

@@ -362,9 +362,8 @@ impl Process {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("url=http://localhost:").nth(1) {
-                    let port: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                    let _ = port_tx.send(port.parse::<u16>().unwrap());
+                if let Some((_, port)) = libp2p_websocket::ready_address(&line) {
+                    let _ = port_tx.send(port);
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);

@@ -391,9 +391,8 @@ impl Lab {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split("url=http://").nth(1) {
-                    let hostport: String = rest.chars().take_while(|&c| c != '/').collect();
-                    let _ = url_tx.send(hostport);
+                if let Some((host, port)) = libp2p_websocket::ready_address(&line) {
+                    let _ = url_tx.send(format!("{host}:{port}"));
                 }
                 let mut log = sink.lock().unwrap();
                 log.push_str(&line);
