@@ -144,6 +144,10 @@ pub struct Cli {
     /// Deny new libp2p connections while the daemon uses more memory than this (MiB)
     #[arg(long, value_name = "MIB", default_value_t = NodeConfig::default().max_memory >> 20)]
     pub max_memory_mib: usize,
+    /// Seconds a stream's remote may accept nothing while Data waits for it; then the
+    /// stream is closed, saying so, and its session goes on
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().stream_stall_timeout.as_secs())]
+    pub stall_timeout: u64,
     /// Seconds between WebSocket pings to each browser
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().ping_interval.as_secs())]
     pub ping_interval: u64,
@@ -248,6 +252,7 @@ impl Cli {
                 http_idle_timeout: Duration::from_secs(self.http_idle_timeout.max(1)),
                 ping_interval: Duration::from_secs(self.ping_interval.max(1)),
                 keepalive_timeout: Duration::from_secs(self.keepalive_timeout.max(1)),
+                stream_stall_timeout: Duration::from_secs(self.stall_timeout.max(1)),
                 ..Limits::default()
             },
         })

@@ -23,6 +23,9 @@ pub struct Limits {
     pub max_listeners_per_session: usize,
     /// Bytes queued towards streams per session before its WebSocket is paused.
     pub session_write_buffer: usize,
+    /// How long a stream's remote may accept nothing while Data waits for it before
+    /// the stream is closed (so it cannot hold its session's WebSocket paused).
+    pub stream_stall_timeout: std::time::Duration,
     /// Bytes read from streams and not yet sent to the browser, per session; when it
     /// is full the session's streams are not read (their remotes are slowed).
     pub session_read_buffer: usize,
@@ -53,6 +56,7 @@ impl Default for Limits {
             allow_loopback_dials: false,
             max_listeners_per_session: 64,
             session_write_buffer: 8 * 1024 * 1024,
+            stream_stall_timeout: std::time::Duration::from_secs(10),
             session_read_buffer: 4 * 1024 * 1024,
             max_sessions: 4096,
             max_http_connections: 512,

@@ -9,9 +9,12 @@
 //! bytes queued across all its streams in a [`WriteBudget`]; past the budget the session
 //! stops reading its WebSocket until a write pump makes room.
 
-use std::sync::{
-    atomic::{AtomicBool, AtomicUsize, Ordering},
-    Arc,
+use std::{
+    sync::{
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+        Arc,
+    },
+    time::Duration,
 };
 
 use bytes::{BufMut as _, Bytes, BytesMut};
@@ -108,6 +111,9 @@ pub struct ReadPump {
     pub id: ConnId,
     pub frames: bool,
     pub max_frame: usize,
+    /// How long the remote may send nothing inside a frame (while the frame holds
+    /// room in the session's budget) before the stream is closed.
+    pub stall: Duration,
     pub out: Outbox,
     pub budget: OutboundBudget,
     pub closed: Arc<ClosedFlag>,
@@ -120,7 +126,7 @@ impl ReadPump {
     pub async fn run(self, mut rd: ReadHalf<BoxIo>) {
         let reason = loop {
             let next = if self.frames {
-                read_frame(&mut rd, self.id, self.max_frame, &self.budget).await
+                read_frame(&mut rd, self.id, self.max_frame, self.stall, &self.budget).await
             } else {
                 read_chunk(&mut rd, self.id, &self.budget).await
             };
@@ -184,6 +190,7 @@ async fn read_frame(
     rd: &mut ReadHalf<BoxIo>,
     id: ConnId,
     max_frame: usize,
+    stall: Duration,
     budget: &OutboundBudget,
 ) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, String> {
     let mut len = [0u8; 4];
@@ -203,14 +210,20 @@ async fn read_frame(
     let permit = budget.reserve(len).await;
     let mut buf = BytesMut::with_capacity(DATA_HEADER_LEN + len);
     put_data_header(&mut buf, id);
-    // Read straight into the message (no zero-filling), never past this frame.
+    // Read straight into the message (no zero-filling), never past this frame. The
+    // frame holds room in the session's budget meanwhile: a remote that stops sending
+    // inside it may hold that room only so long.
     while buf.len() < DATA_HEADER_LEN + len {
         let left = DATA_HEADER_LEN + len - buf.len();
         let mut room = (&mut buf).limit(left);
-        match rd.read_buf(&mut room).await {
-            Ok(0) => return Err("stream ended inside a frame".into()),
-            Ok(_) => {}
-            Err(e) => return Err(format!("read error: {e}")),
+        match tokio::time::timeout(stall, rd.read_buf(&mut room)).await {
+            Err(_) => {
+                let secs = stall.as_secs();
+                return Err(format!("the remote sent nothing inside a frame for {secs} s"));
+            }
+            Ok(Ok(0)) => return Err("stream ended inside a frame".into()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => return Err(format!("read error: {e}")),
         }
     }
     Ok(Some((buf.freeze(), permit)))
@@ -254,6 +267,9 @@ impl Drop for ChargedQueue {
 pub struct WritePump {
     pub id: ConnId,
     pub frames: bool,
+    /// How long the remote may accept nothing while Data waits for it before the
+    /// stream is closed, so it cannot hold its session's WebSocket paused for good.
+    pub stall: Duration,
     pub budget: Arc<WriteBudget>,
     pub events: mpsc::Sender<PumpEvent>,
 }
@@ -273,25 +289,62 @@ impl WritePump {
         let mut queue = ChargedQueue { queue, budget: self.budget.clone(), in_flight: None };
         while let Some(data) = queue.recv().await {
             let len = data.len();
+            let header = (len as u32).to_be_bytes();
             let result = async {
                 if self.frames {
-                    wr.write_all(&(len as u32).to_be_bytes()).await?;
+                    write_all(&mut wr, &header, self.stall).await?;
                 }
-                wr.write_all(&data).await?;
+                write_all(&mut wr, &data, self.stall).await?;
                 if queue.queue.is_empty() {
-                    wr.flush().await?;
+                    progress(self.stall, wr.flush()).await?;
                 }
-                Ok::<_, std::io::Error>(())
+                Ok::<_, WriteFailure>(())
             }
             .await;
             queue.written();
-            if let Err(e) = result {
+            if let Err(failure) = result {
                 drop(queue);
-                let reason = format!("write error: {e}");
+                let reason = failure.to_string();
                 let _ = self.events.send(PumpEvent::WriteFailed { id: self.id, reason }).await;
                 return;
             }
         }
         let _ = wr.shutdown().await; // bounded by the session's finish_writer
+    }
+}
+
+/// Why a write pump gave its stream up; the text is the browser's Connection Closed.
+#[derive(Debug, thiserror::Error)]
+enum WriteFailure {
+    #[error("write error: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the remote accepted nothing for {} s", .0.as_secs())]
+    Stalled(Duration),
+}
+
+/// Writes all of `buf`; fails when the remote takes nothing of it for `stall`.
+async fn write_all(
+    wr: &mut WriteHalf<BoxIo>,
+    mut buf: &[u8],
+    stall: Duration,
+) -> Result<(), WriteFailure> {
+    while !buf.is_empty() {
+        let n = progress(stall, wr.write(buf)).await?;
+        if n == 0 {
+            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+        }
+        buf = &buf[n..];
+    }
+    Ok(())
+}
+
+/// `io` unless it makes no progress for `stall`.
+async fn progress<T>(
+    stall: Duration,
+    io: impl std::future::Future<Output = std::io::Result<T>>,
+) -> Result<T, WriteFailure> {
+    match tokio::time::timeout(stall, io).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(WriteFailure::Stalled(stall)),
     }
 }

@@ -121,13 +121,19 @@ impl Streams {
             id,
             frames,
             max_frame: self.shared.limits.max_frame,
+            stall: self.shared.limits.stream_stall_timeout,
             out: self.out.clone(),
             budget: self.outbound_budget.clone(),
             closed: closed.clone(),
             events: self.events_tx.clone(),
         };
-        let write =
-            WritePump { id, frames, budget: self.budget.clone(), events: self.events_tx.clone() };
+        let write = WritePump {
+            id,
+            frames,
+            stall: self.shared.limits.stream_stall_timeout,
+            budget: self.budget.clone(),
+            events: self.events_tx.clone(),
+        };
         let reader = tokio::spawn(read.run(rd).in_current_span());
         let keep = (slot, self.shared.streams.enter());
         let writer = self.shared.tasks.spawn(write.run(wr, queue_rx, keep).in_current_span());

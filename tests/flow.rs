@@ -1,0 +1,216 @@
+//! Flow control on the data path: deep pipelines, stalled remotes, stalled frames.
+
+mod common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::*;
+use futures::{AsyncReadExt as _, AsyncWriteExt as _, SinkExt as _, StreamExt as _};
+use libp2p::{multiaddr::Protocol, StreamProtocol};
+use libp2p_websocket::protocol::{ClientMsg, ServerMsg};
+use tokio_tungstenite::tungstenite::Message;
+
+const ECHO: &str = "/test/echo/1";
+
+/// A plain rust-libp2p peer that echoes every stream on ECHO as it reads it: it reads
+/// no more while its own writes wait (ordinary backpressure).
+async fn echo_peer() -> TestPeer {
+    let peer = TestPeer::new().await;
+    let mut incoming = peer.control.clone().accept(StreamProtocol::new(ECHO)).unwrap();
+    tokio::spawn(async move {
+        while let Some((_, stream)) = incoming.next().await {
+            tokio::spawn(async move {
+                let (mut rd, mut wr) = stream.split();
+                let mut buf = vec![0u8; 64 * 1024];
+                loop {
+                    match rd.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if wr.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                }
+                let _ = wr.close().await;
+            });
+        }
+    });
+    peer
+}
+
+/// Sends `total` bytes in 64 KiB Data messages on `id`, keeping at most `window` bytes
+/// sent and not yet echoed, and checks the echo; returns how long it took.
+async fn pipeline(client: &mut Client, id: u64, total: usize, window: usize) -> Duration {
+    const CHUNK: usize = 64 * 1024;
+    let data = pattern(total, 7);
+    let started = std::time::Instant::now();
+    let (mut sent, mut echoed) = (0, 0);
+    let mut back = Vec::with_capacity(total);
+    while echoed < total {
+        while sent < total && sent - echoed + CHUNK <= window.max(CHUNK) {
+            let end = (sent + CHUNK).min(total);
+            let msg = ClientMsg::Data { id, data: Bytes::copy_from_slice(&data[sent..end]) };
+            client.ws.send(Message::Binary(msg.encode())).await.unwrap();
+            sent = end;
+        }
+        match client.recv().await {
+            ServerMsg::Data { id: i, data } if i == id => {
+                echoed += data.len();
+                back.extend_from_slice(&data);
+            }
+            other => panic!("expected Data, got {other:?}"),
+        }
+    }
+    assert!(back == data, "the echo differs from what was sent");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deep_pipeline_through_an_echo_peer_completes() {
+    let daemon = Daemon::local().await;
+    let (mut client, _) = Client::started(&daemon).await;
+    let echo = echo_peer().await;
+    let id = open_echo(&mut client, &echo).await;
+    for window in [256 << 10, 8 << 20] {
+        let took = within("pipeline", pipeline(&mut client, id, 32 << 20, window)).await;
+        eprintln!(
+            "32 MiB echoed with {} KiB in flight: {:.2} s ({:.1} MiB/s)",
+            window >> 10,
+            took.as_secs_f64(),
+            32.0 / took.as_secs_f64()
+        );
+    }
+    daemon.stop().await;
+}
+
+/// Opens a raw stream from `client` to `peer`'s ECHO protocol.
+async fn open_echo(client: &mut Client, peer: &TestPeer) -> u64 {
+    let target = libp2p_websocket::protocol::ConnectTarget {
+        peer: peer.peer_id,
+        addrs: vec![peer.addr.clone()],
+    };
+    client.open(&target.to_connect_string(), ECHO, false).await
+}
+
+#[tokio::test]
+async fn a_remote_stalled_inside_big_frames_holds_the_session_only_so_long() {
+    let mut config = libp2p_websocket::Config::local();
+    config.limits.stream_stall_timeout = Duration::from_secs(2);
+    let daemon = Daemon::start(config).await;
+    let (mut client, id) = Client::started(&daemon).await;
+    client.listen("/test/stall-in/1", true).await;
+    let echo = echo_peer().await;
+    let echo_id = open_echo(&mut client, &echo).await;
+    // A peer opens 4 streams to the framed listener and on each declares a 1 MiB frame,
+    // sends one byte of it, then nothing: the frames hold the session's whole budget
+    // for what it reads.
+    let staller =
+        TestPeer::dialing(Some(id.addresses[0].clone().with(Protocol::P2p(id.peer_id)))).await;
+    let mut stalled = Vec::new();
+    let mut stalled_ids = Vec::new();
+    for _ in 0..4 {
+        let protocol = StreamProtocol::new("/test/stall-in/1");
+        let mut stream = within("open", staller.control.clone().open_stream(id.peer_id, protocol))
+            .await
+            .unwrap();
+        within("declare a frame", async {
+            stream.write_all(&(1u32 << 20).to_be_bytes()).await.unwrap();
+            stream.write_all(&[1]).await.unwrap();
+            stream.flush().await.unwrap();
+        })
+        .await;
+        stalled_ids.push(client.accepted().await.0);
+        stalled.push(stream);
+    }
+    // The echo stream, to another peer, goes on once the stalled frames are given up,
+    // each with a Connection Closed saying why.
+    client.data(echo_id, b"still here").await;
+    let mut closed = Vec::new();
+    let mut echoed = Vec::new();
+    while closed.len() < 4 || echoed.len() < 10 {
+        match client.recv().await {
+            ServerMsg::ConnectionClosed { id, reason } => {
+                assert!(stalled_ids.contains(&id), "{id} closed: {reason}");
+                assert!(reason.contains("sent nothing inside a frame for 2 s"), "{reason}");
+                closed.push(id);
+            }
+            ServerMsg::Data { id, data } if id == echo_id => echoed.extend_from_slice(&data),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(echoed, b"still here");
+    for n in 0..20u8 {
+        client.data(echo_id, &[n; 1000]).await;
+        assert_eq!(client.read_bytes(echo_id, 1000).await, [n; 1000]);
+    }
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_that_accepts_nothing_is_closed_and_the_session_goes_on() {
+    let mut config = libp2p_websocket::Config::local();
+    config.limits.stream_stall_timeout = Duration::from_secs(2);
+    let daemon = Daemon::start(config).await;
+    let (client, _) = Client::started(&daemon).await;
+    let mut client = client;
+    let echo = echo_peer().await;
+    // The same peer also serves a protocol whose streams it never reads.
+    let mut sink = echo.control.clone().accept(StreamProtocol::new("/test/never-reads/1")).unwrap();
+    let held = tokio::spawn(async move {
+        let mut streams = Vec::new();
+        while let Some((_, stream)) = sink.next().await {
+            streams.push(stream); // held open, never read
+        }
+    });
+    let echo_id = open_echo(&mut client, &echo).await;
+    let target = libp2p_websocket::protocol::ConnectTarget {
+        peer: echo.peer_id,
+        addrs: vec![echo.addr.clone()],
+    };
+    let stalled = client.open(&target.to_connect_string(), "/test/never-reads/1", false).await;
+    // 64 MiB for the stream that is never read, sent without waiting, then a round
+    // trip on the echo stream.
+    let (mut ws_tx, mut ws_rx) = client.ws.split();
+    let sender = tokio::spawn(async move {
+        let chunk = Bytes::from(vec![9u8; 64 * 1024]);
+        for _ in 0..1024 {
+            let msg = ClientMsg::Data { id: stalled, data: chunk.clone() };
+            if ws_tx.send(Message::Binary(msg.encode())).await.is_err() {
+                return ws_tx;
+            }
+        }
+        let msg = ClientMsg::Data { id: echo_id, data: Bytes::from_static(b"still here") };
+        ws_tx.send(Message::Binary(msg.encode())).await.unwrap();
+        ws_tx
+    });
+    // The stalled stream is closed, saying why; then the echo comes back.
+    let mut closed = None;
+    let mut echoed = Vec::new();
+    within("the stalled stream closed and the echo back", async {
+        while closed.is_none() || echoed.len() < 10 {
+            let Some(Ok(Message::Binary(bytes))) = ws_rx.next().await else { continue };
+            match ServerMsg::decode(bytes).unwrap() {
+                // The first says why; Data the browser had sent on meanwhile is answered
+                // as for any closed stream.
+                ServerMsg::ConnectionClosed { id, reason } if id == stalled => {
+                    if closed.is_none() {
+                        closed = Some(reason);
+                    } else {
+                        assert_eq!(reason, "unknown connection");
+                    }
+                }
+                ServerMsg::Data { id, data } if id == echo_id => echoed.extend_from_slice(&data),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    })
+    .await;
+    let reason = closed.unwrap();
+    assert!(reason.contains("accepted nothing for 2 s"), "{reason}");
+    assert_eq!(echoed, b"still here");
+    let _ = within("sender", sender).await.unwrap();
+    held.abort();
+    daemon.stop().await;
+}
