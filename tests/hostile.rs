@@ -164,7 +164,7 @@ async fn connects_in_progress_are_bounded_per_session_and_in_all() {
     config.node.max_pending_dials = 6;
     let daemon = Daemon::start(config).await;
     let (_tarpits, addrs) = tarpits(8).await;
-    let (mut first, _) = Client::started(&daemon).await;
+    let (mut first, own) = Client::started(&daemon).await;
     let (mut second, _) = Client::started(&daemon).await;
     let connect = |peer: String| ClientMsg::Connect {
         frames: true,
@@ -178,6 +178,10 @@ async fn connects_in_progress_are_bounded_per_session_and_in_all() {
     }
     let (_, error) = refused(&mut first, &unanswered(&addrs), Relay::Direct).await;
     assert!(error.contains("too many peers being dialed"), "{error}");
+    // Joining a session of this very daemon dials nobody: still allowed.
+    first.listen("/test/own/1", true).await;
+    first.open(&own.peer_id.to_base58(), "/test/own/1", true).await;
+    first.accepted().await;
     // The other session's dials fill the daemon's six, then it is refused too.
     let mut denied = None;
     for _ in 0..4 {

@@ -113,10 +113,15 @@ pub fn parse_peer(text: &str) -> Result<PeerId, AddrsError> {
 }
 
 /// A multiaddr's text, refused unread when over [`MAX_ADDR_TEXT`] (a `/p2p/` or
-/// `/certhash/` component inside is base58 too).
+/// `/certhash/` component inside is base58 too). A control character is refused too:
+/// the multiaddr crate takes any text as a DNS name, and an address is shown again in
+/// refusals and logs (a dial's errors name it).
 pub fn parse_addr(text: &str) -> Result<Multiaddr, AddrsError> {
     if text.len() > MAX_ADDR_TEXT {
         return Err(AddrsError::AddrTooLong(text.len()));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(AddrsError::BadAddr(text.to_string()));
     }
     text.parse().map_err(|_| AddrsError::BadAddr(text.to_string()))
 }
@@ -224,6 +229,9 @@ mod tests {
         assert_eq!(ConnectTarget::parse(&inside(many)), Err(AddrsError::TooManyAddrs));
         let enough = (0..MAX_CONNECT_ADDRS).map(|i| format!("/ip4/10.0.0.1/tcp/{i}")).collect();
         assert_eq!(ConnectTarget::parse(&inside(enough)).unwrap().addrs.len(), MAX_CONNECT_ADDRS);
+        // A multiaddr that would carry a line break into a log is no multiaddr here.
+        let forged = inside(vec!["/dns4/a\n2026 INFO forged/tcp/1".into()]);
+        assert!(matches!(ConnectTarget::parse(&forged), Err(AddrsError::BadAddr(_))));
         // What a refusal quotes is short.
         let bad = AddrsError::BadPeerId("\n".repeat(64)).to_string();
         assert!(bad.len() < 200, "{bad}");

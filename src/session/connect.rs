@@ -73,7 +73,7 @@ impl Session {
         protocol: String,
         peer_text: String,
     ) {
-        let (target, route) = match self.check_connect(&relay, &protocol, &peer_text) {
+        let (target, route, dialing) = match self.check_connect(&relay, &protocol, &peer_text) {
             Ok(checked) => checked,
             Err(error) => {
                 static LOG: LimitLog = LimitLog::with_burst(REFUSALS_LOGGED);
@@ -100,7 +100,6 @@ impl Session {
             return;
         }
         let stream_protocol = StreamProtocol::try_from_owned(protocol.clone()).expect("validated");
-        let dialing = (!node.peers().is_connected(&target.peer)).then_some(target.peer);
         if let Some(peer) = dialing {
             *self.connects.dialing.entry(peer).or_default() += 1;
         }
@@ -117,12 +116,14 @@ impl Session {
         );
     }
 
+    /// The Connect's target and route, and the peer it makes the session dial (none
+    /// for a peer the node is connected to, or for this daemon's own sessions).
     fn check_connect(
         &self,
         relay: &Relay,
         protocol: &str,
         peer_text: &str,
-    ) -> Result<(ConnectTarget, Route), ConnectRefusal> {
+    ) -> Result<(ConnectTarget, Route, Option<PeerId>), ConnectRefusal> {
         validate_protocol(protocol)?;
         let node = self.node.as_ref().ok_or(ConnectRefusal::NotStarted)?;
         let route = match relay {
@@ -149,13 +150,14 @@ impl Session {
         }
         // A Connect to a connected peer, or to one this session dials already, costs
         // no new dial.
+        let peer = target.peer;
+        let dialing = (peer != node.peer_id() && !node.peers().is_connected(&peer)).then_some(peer);
         let limit = limits.max_dials_per_session;
-        let dials = !node.peers().is_connected(&target.peer)
-            && !self.connects.dialing.contains_key(&target.peer);
-        if dials && self.connects.dialing.len() >= limit {
+        let new_dial = dialing.is_some_and(|peer| !self.connects.dialing.contains_key(&peer));
+        if new_dial && self.connects.dialing.len() >= limit {
             return Err(ConnectRefusal::TooManyDials(limit));
         }
-        Ok((target, route))
+        Ok((target, route, dialing))
     }
 
     pub(super) fn on_connected(&mut self, outcome: ConnectOutcome) {
