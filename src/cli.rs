@@ -144,10 +144,19 @@ pub struct Cli {
     /// Deny new libp2p connections while the daemon uses more memory than this (MiB)
     #[arg(long, value_name = "MIB", default_value_t = NodeConfig::default().max_memory >> 20)]
     pub max_memory_mib: usize,
-    /// Seconds a stream's remote may accept nothing while Data waits for it; then the
-    /// stream is closed, saying so, and its session goes on
+    /// Seconds a stream's remote may accept nothing while Data waits for it (sessions
+    /// without the credit extension), or send nothing inside a frame; then the stream
+    /// is closed, saying so, and its session goes on
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().stream_stall_timeout.as_secs())]
     pub stall_timeout: u64,
+    /// Credit extension: bytes of Data a browser may send on one stream before the
+    /// daemon gives credit back (raised to --max-frame + 4)
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().stream_window)]
+    pub stream_window: usize,
+    /// Credit extension: bytes of Data a browser may have on their way to all its
+    /// streams together (at least --stream-window)
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::default().session_window)]
+    pub session_window: usize,
     /// Seconds between WebSocket pings to each browser
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().ping_interval.as_secs())]
     pub ping_interval: u64,
@@ -253,6 +262,8 @@ impl Cli {
                 ping_interval: Duration::from_secs(self.ping_interval.max(1)),
                 keepalive_timeout: Duration::from_secs(self.keepalive_timeout.max(1)),
                 stream_stall_timeout: Duration::from_secs(self.stall_timeout.max(1)),
+                stream_window: self.stream_window,
+                session_window: self.session_window,
                 ..Limits::default()
             },
         })

@@ -29,6 +29,10 @@ pub struct Limits {
     /// Bytes read from streams and not yet sent to the browser, per session; when it
     /// is full the session's streams are not read (their remotes are slowed).
     pub session_read_buffer: usize,
+    /// Credit extension: each stream's send window, in bytes (raised to fit a frame).
+    pub stream_window: usize,
+    /// Credit extension: the session's send window, shared by its streams.
+    pub session_window: usize,
     /// WebSocket sessions per daemon.
     pub max_sessions: usize,
     /// HTTP connections served at once (upgraded WebSockets leave the count); more wait
@@ -58,6 +62,8 @@ impl Default for Limits {
             session_write_buffer: 8 * 1024 * 1024,
             stream_stall_timeout: std::time::Duration::from_secs(10),
             session_read_buffer: 4 * 1024 * 1024,
+            stream_window: 2 * 1024 * 1024,
+            session_window: 32 * 1024 * 1024,
             max_sessions: 4096,
             max_http_connections: 512,
             http_header_timeout: std::time::Duration::from_secs(10),
@@ -65,6 +71,41 @@ impl Default for Limits {
             ping_interval: std::time::Duration::from_secs(20),
             keepalive_timeout: std::time::Duration::from_secs(60),
         }
+    }
+}
+
+/// The receive window a credit client may ask for, at most.
+pub const MAX_RECEIVE_WINDOW: usize = 64 * 1024 * 1024;
+
+/// The windows of a session with the credit extension, in bytes on the libp2p stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Windows {
+    /// Each stream's send window (browser → daemon).
+    pub stream: usize,
+    /// The session's send window, shared by its streams.
+    pub session: usize,
+    /// Each stream's receive window (daemon → browser), the client's choice.
+    pub receive: usize,
+}
+
+impl Limits {
+    /// Bytes of frames being read, per session: four times the read buffer, and at
+    /// least two whole frames.
+    pub fn frame_assembly(&self) -> usize {
+        (4 * self.session_read_buffer).max(2 * self.max_frame)
+    }
+
+    /// The credit windows for a client that asked for `receive` bytes (or the default):
+    /// every window takes at least one whole frame and its 4-byte length.
+    pub fn windows(&self, receive: Option<usize>) -> Windows {
+        let frame = self.max_frame + 4;
+        let stream = self.stream_window.max(frame);
+        // Credit is said in u32s; no window may need more than one.
+        let cap = u32::MAX as usize;
+        let stream = stream.min(cap);
+        let session = self.session_window.max(stream).min(cap);
+        let receive = receive.unwrap_or(stream).min(MAX_RECEIVE_WINDOW).max(frame);
+        Windows { stream, session, receive }
     }
 }
 

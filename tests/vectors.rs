@@ -41,6 +41,10 @@ fn client_json(msg: &ClientMsg) -> Value {
             json!({"type": "Connect", "frames": frames, "relay": relay, "protocol": protocol, "peer": peer})
         }
         ClientMsg::Presence { on } => json!({"type": "Presence", "on": on}),
+        ClientMsg::Extensions { names } => json!({"type": "Extensions", "names": names}),
+        ClientMsg::Credit { id, bytes } => {
+            json!({"type": "Credit", "id": id.to_string(), "bytes": bytes})
+        }
     }
 }
 
@@ -85,6 +89,10 @@ fn server_json(msg: &ServerMsg) -> Value {
         ServerMsg::PresenceResync => json!({"type": "PresenceResync"}),
         ServerMsg::Relayed { id, relay } => {
             json!({"type": "Relayed", "id": id.to_string(), "relay": relay})
+        }
+        ServerMsg::Extensions { names } => json!({"type": "Extensions", "names": names}),
+        ServerMsg::Credit { id, bytes } => {
+            json!({"type": "Credit", "id": id.to_string(), "bytes": bytes})
         }
     }
 }

@@ -61,6 +61,10 @@ pub enum ClientMsg {
     Connect { frames: bool, relay: Relay, protocol: String, peer: String },
     /// Extension: subscribe to (or leave) presence events.
     Presence { on: bool },
+    /// Turn extensions on: space-separated tokens, `name` or `name=value`.
+    Extensions { names: String },
+    /// Extension (credit): the page consumed `bytes` more of stream `id`.
+    Credit { id: ConnId, bytes: u32 },
 }
 
 /// A message from the daemon to the browser.
@@ -132,6 +136,16 @@ pub enum ServerMsg {
         id: ConnId,
         relay: String,
     },
+    /// The extensions now on, with their parameters.
+    Extensions {
+        names: String,
+    },
+    /// Extension (credit): `bytes` of the browser's Data for stream `id` were written
+    /// (or dropped); they may be sent again.
+    Credit {
+        id: ConnId,
+        bytes: u32,
+    },
 }
 
 /// Message type bytes, client to server.
@@ -144,6 +158,10 @@ pub mod client_type {
     pub const CONNECT: u8 = 5;
     /// Extension (presence).
     pub const PRESENCE: u8 = 6;
+    /// Turns extensions on.
+    pub const EXTENSIONS: u8 = 7;
+    /// Extension (credit).
+    pub const CREDIT: u8 = 8;
 }
 
 /// Message type bytes, server to client.
@@ -168,10 +186,16 @@ pub mod server_type {
     /// Extension (presence).
     pub const PRESENCE_RESYNC: u8 = 14;
     pub const RELAYED: u8 = 15;
+    /// The answer to the client's Extensions.
+    pub const EXTENSIONS: u8 = 16;
+    /// Extension (credit).
+    pub const CREDIT: u8 = 17;
 }
 
 /// Bytes in front of the payload of a Data message: type and ID.
 pub const DATA_HEADER_LEN: usize = 9;
+/// The longest NAMES an Extensions message may carry.
+pub const MAX_EXTENSIONS: usize = 1024;
 
 /// A cursor over a message body that names what it failed to read.
 struct Reader<'a> {
@@ -209,6 +233,19 @@ impl<'a> Reader<'a> {
     fn id(&mut self) -> Result<ConnId, DecodeError> {
         let bytes = self.take("ID", 8)?;
         Ok(u64::from_be_bytes(bytes.try_into().expect("took 8 bytes")))
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, DecodeError> {
+        let bytes = self.take(field, 4)?;
+        Ok(u32::from_be_bytes(bytes.try_into().expect("took 4 bytes")))
+    }
+
+    /// A credit amount: a u32 above 0.
+    fn credit(&mut self) -> Result<u32, DecodeError> {
+        match self.u32("BYTES")? {
+            0 => Err(DecodeError::Layout { msg: self.msg, detail: "BYTES must be above 0" }),
+            n => Ok(n),
+        }
     }
 
     fn str(&mut self, field: &'static str) -> Result<String, DecodeError> {

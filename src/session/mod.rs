@@ -5,11 +5,14 @@
 //! shared with another except the daemon-wide [`Hub`] of listened protocols. The
 //! session's state is in parts, each in its own file: its [`streams`] (ids, pumps,
 //! budgets), its listeners ([`listen`]), its Connects in progress ([`connect`]), the
-//! node it works with ([`start`]) and its extensions ([`presence`]). Messages to the
+//! node it works with ([`start`]) and its extensions ([`extensions`], [`credit`],
+//! [`presence`]). Messages to the
 //! browser go through its [`outbox`], bounded in bytes, to a writer task, in order;
 //! the session never waits on it.
 
 pub mod connect;
+pub mod credit;
+mod extensions;
 pub mod hub;
 pub mod listen;
 pub mod outbox;
@@ -21,6 +24,7 @@ mod start;
 pub mod streams;
 #[cfg(test)]
 mod tests;
+mod write_queue;
 
 use std::{sync::Arc, time::Duration};
 
@@ -55,8 +59,6 @@ const REFUSALS_LOGGED: u32 = 20;
 /// shutdown, which must finish within 5 s even with browsers that do not read.
 pub const GOODBYE_GRACE: Duration = Duration::from_secs(5);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// Hello's version tail.
-pub const VERSION: &str = crate::AGENT;
 
 /// Runs one session on an upgraded WebSocket until the browser leaves or `cancel` fires.
 /// `loopback` says whether the browser connected from this machine (only those are
@@ -171,7 +173,8 @@ impl Session {
         let mut last_seen = tokio::time::Instant::now();
         let mut node_rx: watch::Receiver<Option<NodeHandle>> = self.shared.node.subscribe();
         let node = node_rx.borrow_and_update().clone();
-        self.out.reply(&ServerMsg::Hello { started: node.is_some(), version: VERSION.into() });
+        let version = extensions::hello_version();
+        self.out.reply(&ServerMsg::Hello { started: node.is_some(), version });
         if let Some(node) = node {
             self.node_ready(node).await;
         }
@@ -255,6 +258,8 @@ impl Session {
                 self.on_connect(frames, relay, protocol, peer)
             }
             ClientMsg::Presence { on } => self.on_presence(on),
+            ClientMsg::Extensions { names } => self.on_extensions(names),
+            ClientMsg::Credit { id, bytes } => self.streams.on_credit(id, bytes),
         }
     }
 

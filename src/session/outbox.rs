@@ -1,13 +1,14 @@
 //! The one way to a session's browser: a queue bounded in bytes, and the task that
 //! writes it to the WebSocket, each write under a deadline.
 //!
-//! Three kinds of message share the queue, in order:
+//! Four kinds of message share the queue, in order:
 //! - Data read from streams holds its share of the session's [`OutboundBudget`]
 //!   (taken before its bytes were read from the stream) until the writer has it;
 //! - replies and notices are counted in bytes; a session whose queued replies pass
 //!   [`REPLY_BACKLOG`] ends ([`Outbox::is_backlogged`]), so a browser that sends
 //!   requests and reads nothing cannot pile them up;
-//! - at most one keepalive ping waits at a time.
+//! - at most one keepalive ping waits at a time;
+//! - at most one Credit per stream (credit extension): returns join the one queued.
 //!
 //! The session never waits on this queue, so its keepalive and shutdown are always
 //! seen; a browser that stops reading stalls only the writer, whose deadline then
@@ -29,7 +30,7 @@ use futures::{Sink, SinkExt as _};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::ServerMsg;
+use crate::protocol::{ConnId, ServerMsg};
 
 /// Bytes of replies and notices queued for one browser before its session ends.
 pub const REPLY_BACKLOG: usize = 1024 * 1024;
@@ -40,6 +41,9 @@ pub enum Outbound {
     Message { bytes: Bytes, _hold: Hold },
     /// A WebSocket ping (keepalive).
     Ping(Charge),
+    /// Credit owed to the browser for one stream (at most one queued per stream): the
+    /// amount is taken when it is sent, so later returns join it.
+    Credit { id: ConnId, owed: Arc<AtomicUsize> },
     /// A WebSocket close frame; the writer stops after it.
     Close { code: u16, reason: String },
 }
@@ -138,6 +142,12 @@ impl Outbox {
         self.queue.send(Outbound::Message { bytes, _hold: Hold::Data(permit) }).is_ok()
     }
 
+    /// Queues the Credit owed for stream `id`; the caller queues one only when `owed`
+    /// was 0, so a browser that reads nothing holds one per stream at most.
+    pub fn credit(&self, id: ConnId, owed: Arc<AtomicUsize>) {
+        let _ = self.queue.send(Outbound::Credit { id, owed });
+    }
+
     /// Queues a ping unless one is still waiting.
     pub fn ping(&self) {
         let (charge, waiting) = Charge::new(&self.pings, 1);
@@ -171,6 +181,15 @@ async fn write<K>(
             let (message, _hold) = match next {
                 Outbound::Message { bytes, _hold } => (Message::Binary(bytes), Some(_hold)),
                 Outbound::Ping(charge) => (Message::Ping(Bytes::new()), Some(Hold::Reply(charge))),
+                Outbound::Credit { id, owed } => {
+                    let bytes = u32::try_from(owed.swap(0, Ordering::AcqRel)).unwrap_or(u32::MAX);
+                    let Some(bytes) = std::num::NonZeroU32::new(bytes) else {
+                        burst = queue.try_recv().ok();
+                        continue;
+                    };
+                    let msg = ServerMsg::Credit { id, bytes: bytes.get() };
+                    (Message::Binary(msg.encode()), None)
+                }
                 Outbound::Close { code, reason } => {
                     closing = true;
                     (Message::Close(Some(CloseFrame { code, reason: reason.into() })), None)

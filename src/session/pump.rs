@@ -5,9 +5,13 @@
 //! the session's [`OutboundBudget`] before it reads them, so a browser that stops
 //! reading stops the remote peer (its libp2p stream is no longer read) instead of
 //! growing memory.
-//! Browser → stream: each stream has a bounded write queue, and the session counts the
-//! bytes queued across all its streams in a [`WriteBudget`]; past the budget the session
-//! stops reading its WebSocket until a write pump makes room.
+//! Browser → stream: each stream has a byte queue ([`WriteQueue`]); the session counts
+//! the bytes queued across all its streams in a [`WriteBudget`] (past it the session
+//! stops reading its WebSocket until a write pump makes room), or, with the credit
+//! extension, in the browser's windows, which the pump refills as it writes.
+//!
+//! With credit, the read pump also takes the stream's receive credit before it reads,
+//! so a page that stops consuming one stream stops that stream's remote only.
 
 use std::{
     sync::{
@@ -24,7 +28,7 @@ use tokio::{
     sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore},
 };
 
-use super::outbox::Outbox;
+use super::{credit::Account, outbox::Outbox, write_queue::WriteQueue};
 use crate::protocol::{put_data_header, ConnId, ServerMsg, DATA_HEADER_LEN};
 
 /// A bidirectional byte stream: a libp2p stream or one end of an in-process pipe.
@@ -40,6 +44,7 @@ const FIRST_READ: usize = 2048;
 const MESSAGE_OVERHEAD: usize = 64;
 
 /// Bytes queued towards streams, across one session, with a wake-up when some drain.
+/// (A session without the credit extension.)
 pub struct WriteBudget {
     queued: AtomicUsize,
     limit: usize,
@@ -51,12 +56,12 @@ impl WriteBudget {
         Self { queued: AtomicUsize::new(0), limit, drained: Notify::new() }
     }
 
-    pub fn charge(&self, payload: usize) {
-        self.queued.fetch_add(payload + MESSAGE_OVERHEAD, Ordering::Relaxed);
+    pub fn charge(&self, bytes: usize) {
+        self.queued.fetch_add(bytes, Ordering::Relaxed);
     }
 
-    pub fn release(&self, payload: usize) {
-        self.queued.fetch_sub(payload + MESSAGE_OVERHEAD, Ordering::Relaxed);
+    pub fn release(&self, bytes: usize) {
+        self.queued.fetch_sub(bytes, Ordering::Relaxed);
         self.drained.notify_one();
     }
 
@@ -65,25 +70,48 @@ impl WriteBudget {
     }
 }
 
-/// Bytes of Data read from streams and not yet written to the browser, per session.
+/// Bytes of Data read from streams and not yet written to the browser, per session,
+/// and the bytes of frames being read (`assembly`): a frame takes its whole length
+/// from the assembly budget before its body is read, and room in `bytes` once it is
+/// whole. Frames in progress so never hold what finished Data needs, and a remote
+/// that stalls inside a frame delays only frames that find the assembly budget full.
 #[derive(Clone)]
 pub struct OutboundBudget {
     bytes: Arc<Semaphore>,
     limit: usize,
+    assembly: Arc<Semaphore>,
+    assembly_limit: usize,
 }
 
 impl OutboundBudget {
-    pub fn new(limit: usize) -> Self {
-        let limit = limit.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
-        Self { bytes: Arc::new(Semaphore::new(limit)), limit }
+    /// `limit` for finished Data; frames being read get `assembly` bytes (at least
+    /// one whole frame's).
+    pub fn new(limit: usize, assembly: usize) -> Self {
+        let clamp = |n: usize| n.clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        let (limit, assembly_limit) = (clamp(limit), clamp(assembly));
+        Self {
+            bytes: Arc::new(Semaphore::new(limit)),
+            limit,
+            assembly: Arc::new(Semaphore::new(assembly_limit)),
+            assembly_limit,
+        }
     }
 
     /// Waits for room for a payload of `len` bytes (a payload larger than the whole
     /// budget takes all of it).
     async fn reserve(&self, len: usize) -> OwnedSemaphorePermit {
-        let cost = (len + MESSAGE_OVERHEAD).min(self.limit) as u32;
-        self.bytes.clone().acquire_many_owned(cost).await.expect("the semaphore is never closed")
+        take(&self.bytes, len + MESSAGE_OVERHEAD, self.limit).await
     }
+
+    /// Waits for room to read a frame of `len` bytes.
+    async fn assemble(&self, len: usize) -> OwnedSemaphorePermit {
+        take(&self.assembly, len, self.assembly_limit).await
+    }
+}
+
+async fn take(semaphore: &Arc<Semaphore>, cost: usize, limit: usize) -> OwnedSemaphorePermit {
+    let cost = cost.min(limit) as u32;
+    semaphore.clone().acquire_many_owned(cost).await.expect("the semaphore is never closed")
 }
 
 /// How a stream's pumps report back to their session.
@@ -116,6 +144,8 @@ pub struct ReadPump {
     pub stall: Duration,
     pub out: Outbox,
     pub budget: OutboundBudget,
+    /// With the credit extension: what the browser lets this stream send it.
+    pub credit: Option<Arc<Semaphore>>,
     pub closed: Arc<ClosedFlag>,
     pub events: mpsc::Sender<PumpEvent>,
 }
@@ -125,10 +155,12 @@ impl ReadPump {
     /// Data message, then one Connection Closed with the reason.
     pub async fn run(self, mut rd: ReadHalf<BoxIo>) {
         let reason = loop {
+            let credit = self.credit.as_ref();
             let next = if self.frames {
-                read_frame(&mut rd, self.id, self.max_frame, self.stall, &self.budget).await
+                let limits = FrameLimits { max: self.max_frame, stall: self.stall };
+                read_frame(&mut rd, self.id, limits, &self.budget, credit).await
             } else {
-                read_chunk(&mut rd, self.id, &self.budget).await
+                read_chunk(&mut rd, self.id, &self.budget, credit).await
             };
             match next {
                 Ok(Some((bytes, permit))) => {
@@ -153,14 +185,22 @@ impl ReadPump {
 /// An idle stream must hold no share of the session's budget (else a few dozen idle
 /// streams would starve the rest), so the first bytes are awaited in a small buffer;
 /// only then is room taken for a whole chunk, filled with what is already there.
+/// With credit, nothing is read before the browser allows some, and no more than it
+/// allows.
 async fn read_chunk(
     rd: &mut ReadHalf<BoxIo>,
     id: ConnId,
     budget: &OutboundBudget,
+    credit: Option<&Arc<Semaphore>>,
 ) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, String> {
     let read_error = |e: std::io::Error| format!("read error: {e}");
+    let mut grant = match credit {
+        Some(credit) => Some(take_credit(credit).await),
+        None => None,
+    };
+    let most = grant.as_ref().map_or(RAW_CHUNK, OwnedSemaphorePermit::num_permits);
     let mut first = [0u8; FIRST_READ];
-    let n = rd.read(&mut first).await.map_err(read_error)?;
+    let n = rd.read(&mut first[..FIRST_READ.min(most)]).await.map_err(read_error)?;
     if n == 0 {
         return Ok(None);
     }
@@ -170,8 +210,8 @@ async fn read_chunk(
     buf.extend_from_slice(&first[..n]);
     // Take what else has arrived, without waiting for more (an end of stream or an
     // error found here shows again on the next read).
-    while buf.len() < DATA_HEADER_LEN + RAW_CHUNK {
-        let left = DATA_HEADER_LEN + RAW_CHUNK - buf.len();
+    while buf.len() < DATA_HEADER_LEN + most {
+        let left = DATA_HEADER_LEN + most - buf.len();
         let mut room = (&mut buf).limit(left);
         match rd.read_buf(&mut room).now_or_never() {
             Some(Ok(read)) if read > 0 => {}
@@ -179,20 +219,51 @@ async fn read_chunk(
         }
     }
     // Give back what the chunk did not use.
-    let used = (buf.len() - DATA_HEADER_LEN + MESSAGE_OVERHEAD).min(budget.limit);
+    let read = buf.len() - DATA_HEADER_LEN;
+    let used = (read + MESSAGE_OVERHEAD).min(budget.limit);
     drop(permit.split(permit.num_permits().saturating_sub(used)));
+    if let Some(grant) = grant.as_mut() {
+        // The browser gives the credit of what it was sent back with a Credit.
+        if let Some(spent) = grant.split(read) {
+            spent.forget();
+        }
+    }
     Ok(Some((buf.freeze(), permit)))
+}
+
+/// Waits until the browser allows this stream some bytes; takes all it allows, up to a
+/// chunk.
+async fn take_credit(credit: &Arc<Semaphore>) -> OwnedSemaphorePermit {
+    let mut grant =
+        credit.clone().acquire_owned().await.expect("a stream's credit is never closed");
+    let more = credit.available_permits().min(RAW_CHUNK - 1) as u32;
+    if let Ok(more) = credit.clone().try_acquire_many_owned(more) {
+        grant.merge(more);
+    }
+    grant
+}
+
+/// A framed stream's bounds.
+struct FrameLimits {
+    max: usize,
+    /// How long the remote may send nothing inside a frame.
+    stall: Duration,
 }
 
 /// One length-prefixed frame as a whole Data message, or `None` at a clean end of stream
 /// (between frames).
+///
+/// With credit, the frame waits first for the browser to allow all of it. It then
+/// takes its length from the session's assembly budget while its body is read, and
+/// room among the Data for the browser only once it is whole (see [`OutboundBudget`]).
 async fn read_frame(
     rd: &mut ReadHalf<BoxIo>,
     id: ConnId,
-    max_frame: usize,
-    stall: Duration,
+    limits: FrameLimits,
     budget: &OutboundBudget,
+    credit: Option<&Arc<Semaphore>>,
 ) -> Result<Option<(Bytes, OwnedSemaphorePermit)>, String> {
+    let FrameLimits { max: max_frame, stall } = limits;
     let mut len = [0u8; 4];
     let mut got = 0;
     while got < 4 {
@@ -207,11 +278,15 @@ async fn read_frame(
     if len > max_frame {
         return Err(format!("frame of {len} bytes exceeds the limit of {max_frame} bytes"));
     }
-    let permit = budget.reserve(len).await;
+    if let Some(credit) = credit {
+        let cost = u32::try_from(4 + len).expect("frames are below 4 GiB");
+        credit.acquire_many(cost).await.expect("a stream's credit is never closed").forget();
+    }
+    let assembly = budget.assemble(len).await;
     let mut buf = BytesMut::with_capacity(DATA_HEADER_LEN + len);
     put_data_header(&mut buf, id);
     // Read straight into the message (no zero-filling), never past this frame. The
-    // frame holds room in the session's budget meanwhile: a remote that stops sending
+    // frame holds room in the assembly budget meanwhile: a remote that stops sending
     // inside it may hold that room only so long.
     while buf.len() < DATA_HEADER_LEN + len {
         let left = DATA_HEADER_LEN + len - buf.len();
@@ -226,89 +301,93 @@ async fn read_frame(
             Ok(Err(e)) => return Err(format!("read error: {e}")),
         }
     }
+    let permit = budget.reserve(len).await;
+    drop(assembly);
     Ok(Some((buf.freeze(), permit)))
 }
 
-/// A write pump's queue, which gives the session back its budget for what was never
-/// written: without it, a stream given up with Data still queued would leave the
-/// session's budget charged for good, and the session paused forever.
-struct ChargedQueue {
-    queue: mpsc::Receiver<Bytes>,
-    budget: Arc<WriteBudget>,
-    /// The bytes of the message being written, if one is.
-    in_flight: Option<usize>,
+/// Bytes a write pump has taken and not yet given back, and its queue: whatever
+/// happens to the pump (a failed write, an abort when the stream is given up), every
+/// byte is given back once, written or not. Without it a stream given up with Data
+/// queued would leave its session's budget (or the browser's credit) short for good.
+struct Unwritten<'a> {
+    account: &'a Account,
+    queue: &'a WriteQueue,
+    /// Taken from the queue, not yet written.
+    in_flight: usize,
+    /// Written, not yet given back (returns are batched).
+    written: usize,
 }
 
-impl ChargedQueue {
-    async fn recv(&mut self) -> Option<Bytes> {
-        let data = self.queue.recv().await?;
-        self.in_flight = Some(data.len());
-        Some(data)
-    }
-
-    fn written(&mut self) {
-        if let Some(len) = self.in_flight.take() {
-            self.budget.release(len);
+impl Unwritten<'_> {
+    fn wrote(&mut self, n: usize) {
+        self.in_flight -= n;
+        self.written += n;
+        if self.written >= RETURN_BATCH {
+            self.settle();
         }
     }
+
+    fn settle(&mut self) {
+        self.account.release(std::mem::take(&mut self.written));
+    }
 }
 
-impl Drop for ChargedQueue {
+impl Drop for Unwritten<'_> {
     fn drop(&mut self) {
-        self.written();
-        self.queue.close();
-        while let Ok(data) = self.queue.try_recv() {
-            self.budget.release(data.len());
-        }
+        let left = self.written + self.in_flight + self.queue.abandon();
+        self.account.release(left);
     }
 }
+
+/// Written bytes given back at once, at least (and at the end of each burst).
+const RETURN_BATCH: usize = 64 * 1024;
 
 /// What a write pump needs to know.
 pub struct WritePump {
     pub id: ConnId,
-    pub frames: bool,
     /// How long the remote may accept nothing while Data waits for it before the
     /// stream is closed, so it cannot hold its session's WebSocket paused for good.
-    pub stall: Duration,
-    pub budget: Arc<WriteBudget>,
+    /// `None` with credit: the stream holds only its own window, and waits.
+    pub stall: Option<Duration>,
+    pub account: Account,
     pub events: mpsc::Sender<PumpEvent>,
 }
 
 impl WritePump {
-    /// Writes queued Data to the stream in order, flushing when the queue is empty, and
-    /// closes the stream's write side when the session drops the queue. `_keep` (the
-    /// per-peer stream slot) is held as long as the stream is.
-    pub async fn run<K: Send>(
-        self,
-        mut wr: WriteHalf<BoxIo>,
-        queue: mpsc::Receiver<Bytes>,
-        _keep: K,
-    ) {
-        // Whatever happens to this task (a failed write, or an abort when the stream is
-        // given up), the session gets its budget back for every byte still queued.
-        let mut queue = ChargedQueue { queue, budget: self.budget.clone(), in_flight: None };
-        while let Some(data) = queue.recv().await {
-            let len = data.len();
-            let header = (len as u32).to_be_bytes();
+    /// Writes queued bytes to the stream in order, flushing when the queue is empty,
+    /// and closes the stream's write side when the session finishes the queue. `_keep`
+    /// (the per-peer stream slot) is held as long as the stream is.
+    pub async fn run<K: Send>(self, mut wr: WriteHalf<BoxIo>, queue: Arc<WriteQueue>, _keep: K) {
+        let mut unwritten =
+            Unwritten { account: &self.account, queue: &queue, in_flight: 0, written: 0 };
+        while let Some(chunk) = queue.take().await {
+            unwritten.in_flight = chunk.len();
             let result = async {
-                if self.frames {
-                    write_all(&mut wr, &header, self.stall).await?;
+                let mut rest = &chunk[..];
+                while !rest.is_empty() {
+                    let n = progress(self.stall, wr.write(rest)).await?;
+                    if n == 0 {
+                        return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
+                    }
+                    rest = &rest[n..];
+                    unwritten.wrote(n);
                 }
-                write_all(&mut wr, &data, self.stall).await?;
-                if queue.queue.is_empty() {
+                unwritten.settle();
+                if queue.is_empty() {
                     progress(self.stall, wr.flush()).await?;
                 }
                 Ok::<_, WriteFailure>(())
             }
             .await;
-            queue.written();
             if let Err(failure) = result {
-                drop(queue);
+                drop(unwritten);
                 let reason = failure.to_string();
                 let _ = self.events.send(PumpEvent::WriteFailed { id: self.id, reason }).await;
                 return;
             }
         }
+        drop(unwritten);
         let _ = wr.shutdown().await; // bounded by the session's finish_writer
     }
 }
@@ -322,27 +401,12 @@ enum WriteFailure {
     Stalled(Duration),
 }
 
-/// Writes all of `buf`; fails when the remote takes nothing of it for `stall`.
-async fn write_all(
-    wr: &mut WriteHalf<BoxIo>,
-    mut buf: &[u8],
-    stall: Duration,
-) -> Result<(), WriteFailure> {
-    while !buf.is_empty() {
-        let n = progress(stall, wr.write(buf)).await?;
-        if n == 0 {
-            return Err(std::io::Error::from(std::io::ErrorKind::WriteZero).into());
-        }
-        buf = &buf[n..];
-    }
-    Ok(())
-}
-
 /// `io` unless it makes no progress for `stall`.
 async fn progress<T>(
-    stall: Duration,
+    stall: Option<Duration>,
     io: impl std::future::Future<Output = std::io::Result<T>>,
 ) -> Result<T, WriteFailure> {
+    let Some(stall) = stall else { return Ok(io.await?) };
     match tokio::time::timeout(stall, io).await {
         Ok(result) => Ok(result?),
         Err(_) => Err(WriteFailure::Stalled(stall)),

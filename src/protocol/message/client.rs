@@ -2,7 +2,9 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::{client_type, put_str, ClientMsg, DecodeError, Reader, Relay, DATA_HEADER_LEN};
+use super::{
+    client_type, put_str, ClientMsg, DecodeError, Reader, Relay, DATA_HEADER_LEN, MAX_EXTENSIONS,
+};
 
 impl ClientMsg {
     /// Decodes one client message. `Data` payloads and `Start` keys share `bytes`' buffer.
@@ -29,6 +31,11 @@ impl ClientMsg {
             client_type::CONNECT => decode_connect(body),
             client_type::PRESENCE => {
                 Ok(Self::Presence { on: Reader::new("Presence", body).flag("ON")? })
+            }
+            client_type::EXTENSIONS => decode_extensions(body),
+            client_type::CREDIT => {
+                let mut r = Reader::new("Credit", body);
+                Ok(Self::Credit { id: r.id()?, bytes: r.credit()? })
             }
             other => Err(DecodeError::UnknownType(other)),
         }
@@ -86,9 +93,30 @@ impl ClientMsg {
                 out.put_u8(client_type::PRESENCE);
                 out.put_u8(u8::from(*on));
             }
+            Self::Extensions { names } => {
+                out.put_u8(client_type::EXTENSIONS);
+                out.put_slice(names.as_bytes());
+            }
+            Self::Credit { id, bytes } => {
+                out.put_u8(client_type::CREDIT);
+                out.put_u64(*id);
+                out.put_u32(*bytes);
+            }
         }
         out.freeze()
     }
+}
+
+/// Extensions: `[NAMES: rest]`, printable ASCII, bounded.
+fn decode_extensions(body: &[u8]) -> Result<ClientMsg, DecodeError> {
+    if body.len() > MAX_EXTENSIONS {
+        return Err(DecodeError::Layout { msg: "Extensions", detail: "NAMES is over 1024 bytes" });
+    }
+    if !body.iter().all(|b| (0x20..0x7f).contains(b)) {
+        let detail = "NAMES must be printable ASCII";
+        return Err(DecodeError::Layout { msg: "Extensions", detail });
+    }
+    Ok(ClientMsg::Extensions { names: Reader::new("Extensions", body).rest_str("NAMES")? })
 }
 
 /// Start: `[KEY: rest]` (the original client) or `[KEY: str]` (the README). Key text is

@@ -83,6 +83,15 @@ impl ServerMsg {
                 out.put_u64(*id);
                 out.put_slice(relay.as_bytes());
             }
+            Self::Extensions { names } => {
+                out.put_u8(server_type::EXTENSIONS);
+                out.put_slice(names.as_bytes());
+            }
+            Self::Credit { id, bytes } => {
+                out.put_u8(server_type::CREDIT);
+                out.put_u64(*id);
+                out.put_u32(*bytes);
+            }
         }
         out.freeze()
     }
@@ -111,6 +120,8 @@ impl ServerMsg {
             Self::LocalListener { protocol, .. } => 1 + protocol.len(),
             Self::PresenceReady | Self::PresenceResync => 0,
             Self::Relayed { relay, .. } => 8 + relay.len(),
+            Self::Extensions { names } => names.len(),
+            Self::Credit { .. } => 8 + 4,
         }
     }
 
@@ -186,6 +197,13 @@ impl ServerMsg {
             server_type::RELAYED => {
                 let mut r = Reader::new("Relayed", body);
                 Self::Relayed { id: r.id()?, relay: r.rest_str("RELAY")? }
+            }
+            server_type::EXTENSIONS => {
+                Self::Extensions { names: Reader::new("Extensions", body).rest_str("NAMES")? }
+            }
+            server_type::CREDIT => {
+                let mut r = Reader::new("Credit", body);
+                Self::Credit { id: r.id()?, bytes: r.credit()? }
             }
             server_type::LISTENING => {
                 Self::Listening { protocol: Reader::new("Listening", body).rest_str("PROTOCOL")? }
