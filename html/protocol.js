@@ -11,11 +11,13 @@
 //      a85decode) and the "/addrs/" connect strings (makeConnectString,
 //      parseConnectString).
 //   2. The promise API: `const gw = await Gateway.connect()`, then
-//      `gw.listen()`, `gw.connect()`, `Connection` objects with events and
-//      async iteration (`conn.relayed` / `conn.relay` when the stream goes
-//      through a circuit relay); and the presence extension:
-//      `await gw.subscribe()`, `gw.peers()`, `gw.localListeners()`,
-//      `gw.findProtocols(prefix)`.
+//      `gw.listen()`, `gw.connect()`, `Connection` objects with events, async
+//      iteration and WHATWG streams (`conn.readable`, `conn.writable`;
+//      `conn.relayed` / `conn.relay` when the stream goes through a circuit
+//      relay); the presence extension: `await gw.subscribe()`, `gw.peers()`,
+//      `gw.localListeners()`, `gw.findProtocols(prefix)`; and the credit
+//      extension, per-stream flow control, used whenever the daemon offers it
+//      (`conn.send()` returns false and `drain` fires behind missing credit).
 //   3. The callback API of the original Go project's protocol.js
 //      (`import libp2p from './protocol.js'; libp2p.startProtocol(url, handler)`),
 //      kept so pages written for it run unchanged.
@@ -28,6 +30,8 @@
 export {
     ClientType,
     KEY_STORAGE_NAME,
+    MAX_CREDIT,
+    MAX_EXTENSIONS,
     MAX_ID,
     PeerState,
     ServerType,
@@ -40,6 +44,7 @@ export {
     isConnectString,
     makeConnectString,
     parseConnectString,
+    parseExtensionNames,
     peerStateName,
     toBytes,
 } from './protocol/codec.js';

@@ -15,14 +15,20 @@ export const ClientType = Object.freeze({
     Connect: 5,
     /** The presence extension (PROTOCOL.md): `[ON:1]`, 1 subscribes, 0 unsubscribes. */
     Presence: 6,
+    /** Turns extensions on (PROTOCOL.md, "Extension: credit"): `[NAMES: rest]`. */
+    Extensions: 7,
+    /** The credit extension: `[ID:8][BYTES:4]`, the page consumed BYTES more of stream ID. */
+    Credit: 8,
 });
 
 /**
  * Server-to-client message types (byte 0). 0 to 10 are the original protocol. From 11 on
- * they are opt-in extensions, sent only to a session that sent a Presence message (ON 1
- * or 0): 11 to 14 belong to the presence extension (to a session that subscribed);
+ * they are opt-in extensions. 11 to 15 go only to a session that sent a Presence message
+ * (ON 1 or 0): 11 to 14 belong to the presence extension (to a session that subscribed);
  * 15, Relayed `[ID:8][RELAY: rest]`, follows the Peer Connection or Listener Connection
- * of a stream that goes through a circuit relay. Types from 16 on are future extensions.
+ * of a stream that goes through a circuit relay. 16, Extensions `[NAMES: rest]`, answers
+ * the client's Extensions; 17, Credit `[ID:8][BYTES:4]`, gives send credit back (the
+ * credit extension). Types from 18 on are future extensions.
  */
 export const ServerType = Object.freeze({
     Hello: 0,
@@ -41,6 +47,8 @@ export const ServerType = Object.freeze({
     PresenceReady: 13,
     PresenceResync: 14,
     Relayed: 15,
+    Extensions: 16,
+    Credit: 17,
 });
 
 /**
@@ -68,6 +76,12 @@ export const KEY_STORAGE_NAME = 'libp2p-websocket-key';
 
 /** The largest value a connection id can have (u64). */
 export const MAX_ID = (1n << 64n) - 1n;
+
+/** The longest NAMES an Extensions message may carry, in bytes. */
+export const MAX_EXTENSIONS = 1024;
+
+/** The largest BYTES a Credit message can carry (u32); it must be above 0. */
+export const MAX_CREDIT = 0xffffffff;
 
 const SERVER_NAMES = Object.keys(ServerType);
 export const utf8Encoder = new TextEncoder();
@@ -119,6 +133,15 @@ class Writer {
         new DataView(b.buffer).setBigUint64(0, toId(v));
         return this.bytes(b);
     }
+    credit(v) {
+        const n = Number(v);
+        if (!Number.isInteger(n) || n < 1 || n > MAX_CREDIT) {
+            throw new RangeError(`Credit BYTES must be an integer 1..${MAX_CREDIT}, got ${String(v)}`);
+        }
+        const b = new Uint8Array(4);
+        new DataView(b.buffer).setUint32(0, n);
+        return this.bytes(b);
+    }
     str(text, field) {
         const b = utf8Encoder.encode(text ?? '');
         if (b.length > 0xffff) throw new RangeError(`${field} is ${b.length} bytes long, at most 65535 fit`);
@@ -166,6 +189,13 @@ class Reader {
         const b = this.take(8, 'ID');
         return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0);
     }
+    // Credit's BYTES: a big-endian u32 above 0.
+    credit() {
+        const b = this.take(4, 'BYTES');
+        const n = new DataView(b.buffer, b.byteOffset, 4).getUint32(0);
+        if (n === 0) throw new Error(`${this.msg}: BYTES must be above 0`);
+        return n;
+    }
     str(field) {
         const len = this.take(2, `${field} length`);
         const n = (len[0] << 8) | len[1];
@@ -207,6 +237,8 @@ class Reader {
  *   {type: 'Data', id, data}                     data: Uint8Array, ArrayBuffer or string
  *   {type: 'Connect', frames, relay, protocol, peer}   relay: boolean or relay peer id
  *   {type: 'Presence', on}                       on: true subscribes, false unsubscribes
+ *   {type: 'Extensions', names}                  names: printable ASCII, at most 1024 bytes
+ *   {type: 'Credit', id, bytes}                  bytes: an integer 1..2^32-1
  */
 export function encodeClientMessage(msg) {
     switch (msg?.type) {
@@ -231,6 +263,13 @@ export function encodeClientMessage(msg) {
         }
         case 'Presence':
             return new Writer(ClientType.Presence).flag(msg.on).finish();
+        case 'Extensions': {
+            const names = utf8Encoder.encode(msg.names ?? '');
+            checkNames(names, RangeError);
+            return new Writer(ClientType.Extensions).bytes(names).finish();
+        }
+        case 'Credit':
+            return new Writer(ClientType.Credit).id(msg.id).credit(msg.bytes).finish();
         default:
             throw new TypeError(`unknown client message type ${JSON.stringify(msg?.type)}`);
     }
@@ -281,9 +320,47 @@ export function decodeClientMessage(bytes) {
             return decodeConnect(b);
         case ClientType.Presence:
             return { type: 'Presence', on: new Reader(b, 'Presence').flag('ON') };
+        case ClientType.Extensions: {
+            const names = b.subarray(1);
+            checkNames(names, Error);
+            return { type: 'Extensions', names: lossyDecoder.decode(names) };
+        }
+        case ClientType.Credit: {
+            const r = new Reader(b, 'Credit');
+            const id = r.id();
+            return { type: 'Credit', id, bytes: r.credit() };
+        }
         default:
             throw new Error(`unknown message type ${type}`);
     }
+}
+
+// A client's NAMES: printable ASCII (0x20..0x7e), at most MAX_EXTENSIONS bytes.
+function checkNames(names, ErrorType) {
+    if (names.length > MAX_EXTENSIONS) {
+        throw new ErrorType(`Extensions: NAMES is ${names.length} bytes, over ${MAX_EXTENSIONS}`);
+    }
+    const bad = names.findIndex((c) => c < 0x20 || c > 0x7e);
+    if (bad >= 0) {
+        throw new ErrorType(`Extensions: NAMES must be printable ASCII (byte 0x${names[bad].toString(16).padStart(2, '0')} at ${bad})`);
+    }
+}
+
+/**
+ * Reads NAMES (of Extensions, or the tail of Hello's VERSION) into a Map from each
+ * token's name to its value: `credit receive-window=4194304` gives
+ * {'credit' => '', 'receive-window' => '4194304'}. Empty tokens are skipped; a later
+ * duplicate wins.
+ */
+export function parseExtensionNames(names) {
+    const out = new Map();
+    for (const token of String(names ?? '').split(' ')) {
+        if (token === '') continue;
+        const eq = token.indexOf('=');
+        if (eq < 0) out.set(token, '');
+        else out.set(token.slice(0, eq), token.slice(eq + 1));
+    }
+    return out;
 }
 
 // Connect has two layouts; only one reading normally yields a protocol that fits the
@@ -333,6 +410,8 @@ function decodeConnect(b) {
  *   {type: 'LocalListener', up, protocol}
  *   {type: 'PresenceReady'} | {type: 'PresenceResync'}
  *   {type: 'Relayed', id, relay}            relay: the relay's base58 peer id, or '' if unknown
+ *   {type: 'Extensions', names}             names: what is on, e.g. 'credit stream-window=... presence'
+ *   {type: 'Credit', id, bytes}             bytes: an integer 1..2^32-1
  */
 export function encodeServerMessage(msg) {
     if (typeof msg?.type !== 'string' || !Object.hasOwn(ServerType, msg.type)) {
@@ -376,6 +455,10 @@ export function encodeServerMessage(msg) {
             return w.finish();
         case 'Relayed':
             return w.id(msg.id).rest(msg.relay ?? '').finish();
+        case 'Extensions':
+            return w.rest(msg.names ?? '').finish();
+        case 'Credit':
+            return w.id(msg.id).credit(msg.bytes).finish();
     }
     throw new TypeError(`unknown server message type ${msg.type}`);
 }
@@ -383,11 +466,13 @@ export function encodeServerMessage(msg) {
 /**
  * Decodes one server message. Throws an Error on an empty or truncated message or
  * invalid UTF-8 in a text field; ignores trailing bytes it does not expect. A type
- * this library does not know (16 and up, future extensions) decodes to
+ * this library does not know (18 and up, future extensions) decodes to
  * `{type: 'Unknown', code, body}` so callers can skip it. A Peer message's `info` is
  * the JSON text as sent (parse it with parsePeerInfo), its `state` the STATE byte.
  * Relayed decodes to `{type: 'Relayed', id, relay}`, `id` a BigInt like every other
  * connection id, `relay` a string ('' when the daemon does not know the relay).
+ * Extensions decodes to `{type: 'Extensions', names}` (the text; parseExtensionNames
+ * reads it), Credit to `{type: 'Credit', id, bytes}`, `bytes` a number above 0.
  */
 export function decodeServerMessage(bytes) {
     const b = toBytes(bytes);
@@ -448,6 +533,12 @@ export function decodeServerMessage(bytes) {
         case ServerType.Relayed: {
             const id = r.id();
             return { type: 'Relayed', id, relay: r.restText('RELAY') };
+        }
+        case ServerType.Extensions:
+            return { type: 'Extensions', names: r.restText('NAMES') };
+        case ServerType.Credit: {
+            const id = r.id();
+            return { type: 'Credit', id, bytes: r.credit() };
         }
     }
     /* c8 ignore next */

@@ -7,12 +7,16 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 
 import {
+    ClientType,
+    MAX_CREDIT,
+    MAX_EXTENSIONS,
     PeerState,
     ServerType,
     decodeClientMessage,
     decodeServerMessage,
     encodeClientMessage,
     encodeServerMessage,
+    parseExtensionNames,
     parsePeerInfo,
     peerStateName,
 } from '../../html/protocol.js';
@@ -45,9 +49,11 @@ test('the vectors file has every section', () => {
 
 test('every client message type and layout has a vector', () => {
     const seen = new Set(vectors.client.map((v) => `${v.msg.type}/${v.layout}`));
-    for (const type of ['Start', 'Listen', 'Stop', 'Close', 'Data', 'Connect', 'Presence']) {
+    for (const type of ['Start', 'Listen', 'Stop', 'Close', 'Data', 'Connect', 'Presence', 'Extensions', 'Credit']) {
         assert.ok(seen.has(`${type}/client`), type);
     }
+    // and every type this library knows is in that list
+    assert.deepEqual(Object.keys(ClientType).filter((t) => !seen.has(`${t}/client`)), []);
     for (const type of ['Start', 'Stop', 'Connect']) assert.ok(seen.has(`${type}/readme`), type);
 });
 
@@ -56,7 +62,7 @@ test('every server message type has a vector', () => {
     for (const type of [
         'Hello', 'Identify', 'ListenerConnection', 'ConnectionClosed', 'Data', 'ListenRefused',
         'ListenerClosed', 'PeerConnection', 'PeerConnectionRefused', 'ProtocolError', 'Listening',
-        'Peer', 'LocalListener', 'PresenceReady', 'PresenceResync', 'Relayed',
+        'Peer', 'LocalListener', 'PresenceReady', 'PresenceResync', 'Relayed', 'Extensions', 'Credit',
     ]) {
         assert.ok(seen.has(type), type);
     }
@@ -123,9 +129,9 @@ test('truncated server messages throw Errors naming the message', () => {
 });
 
 test('unknown server message types decode as Unknown', () => {
-    const m = decodeServerMessage(unhex('1001'));
+    const m = decodeServerMessage(unhex('1201'));
     assert.equal(m.type, 'Unknown');
-    assert.equal(m.code, 16);
+    assert.equal(m.code, 18);
     assert.deepEqual([...m.body], [1]);
     assert.equal(decodeServerMessage(unhex('ff')).type, 'Unknown');
 });
@@ -169,6 +175,63 @@ test('Relayed (15): vectors, BigInt ids, truncation, an empty or missing RELAY',
     assert.equal(hex(encodeServerMessage({ type: 'Relayed', id: 3 })), '0f0000000000000003');
     assert.equal(hex(encodeServerMessage({ type: 'Relayed', id: '258', relay: 'R' })), '0f0000000000000102' + hex(Buffer.from('R')));
     assert.throws(() => encodeServerMessage({ type: 'Relayed', id: -1n, relay: '' }), RangeError);
+});
+
+test('Extensions (client 7, server 16): vectors, validation, parsing the names', () => {
+    assert.equal(ClientType.Extensions, 7);
+    assert.equal(ServerType.Extensions, 16);
+    assert.equal(MAX_EXTENSIONS, 1024);
+    // the vector PROTOCOL.md quotes
+    const ask = vectors.client.find((v) => v.msg.type === 'Extensions' && v.msg.names === 'credit receive-window=4194304');
+    assert.equal(ask.hex, '0763726564697420726563656976652d77696e646f773d34313934333034');
+    assert.ok(vectors.server.some((v) => v.msg.type === 'Extensions' && v.msg.names === ''), 'an empty answer');
+    // the client's NAMES: printable ASCII, at most 1024 bytes, checked both ways
+    assert.equal(hex(encodeClientMessage({ type: 'Extensions' })), '07');
+    assert.equal(decodeClientMessage(encodeClientMessage({ type: 'Extensions', names: 'x'.repeat(1024) })).names.length, 1024);
+    assert.throws(() => encodeClientMessage({ type: 'Extensions', names: 'x'.repeat(1025) }), RangeError);
+    assert.throws(() => encodeClientMessage({ type: 'Extensions', names: 'credit\tpresence' }), RangeError);
+    assert.throws(() => encodeClientMessage({ type: 'Extensions', names: 'crédit' }), /printable ASCII/);
+    assert.throws(() => decodeClientMessage(unhex('07' + '7f')), /^Error: Extensions: NAMES must be printable ASCII/);
+    assert.throws(() => decodeClientMessage(unhex('07' + '20'.repeat(1025))), /Extensions: NAMES is 1025 bytes, over 1024/);
+    // the answer is text, read as such (not checked: the daemon writes it)
+    assert.deepEqual(decodeServerMessage(unhex('10')), { type: 'Extensions', names: '' });
+    assert.throws(() => decodeServerMessage(unhex('10ff')), /Extensions: NAMES is not valid UTF-8/);
+    assert.equal(hex(encodeServerMessage({ type: 'Extensions' })), '10');
+    // tokens, `name` or `name=value`
+    const answer = vectors.server.find((v) => v.msg.type === 'Extensions' && v.msg.names.includes('presence')).msg.names;
+    assert.deepEqual([...parseExtensionNames(answer)], [
+        ['credit', ''], ['stream-window', '2097152'], ['session-window', '33554432'], ['receive-window', '2097152'],
+        ['presence', ''],
+    ]);
+    assert.deepEqual([...parseExtensionNames('  a=1  b= c=x=y a=2 ')], [['a', '2'], ['b', ''], ['c', 'x=y']]);
+    assert.deepEqual([...parseExtensionNames('')], []);
+    assert.deepEqual([...parseExtensionNames(undefined)], []);
+});
+
+test('Credit (client 8, server 17): vectors, BYTES above 0, truncation, trailing bytes', () => {
+    assert.equal(ClientType.Credit, 8);
+    assert.equal(ServerType.Credit, 17);
+    assert.equal(MAX_CREDIT, 2 ** 32 - 1);
+    assert.equal(hex(encodeClientMessage({ type: 'Credit', id: 1n, bytes: 65536 })), '08000000000000000100010000');
+    assert.equal(hex(encodeServerMessage({ type: 'Credit', id: 2n, bytes: 1048580 })), '11000000000000000200100004');
+    for (const v of [...vectors.client, ...vectors.server].filter((x) => x.msg.type === 'Credit')) {
+        const m = (v.layout ? decodeClientMessage : decodeServerMessage)(unhex(v.hex));
+        assert.equal(typeof m.id, 'bigint');
+        assert.equal(typeof m.bytes, 'number');
+        assert.deepEqual(Object.keys(m), ['type', 'id', 'bytes']);
+    }
+    const max = 'ff'.repeat(8) + 'ffffffff';
+    assert.deepEqual(decodeServerMessage(unhex('11' + max)), { type: 'Credit', id: (1n << 64n) - 1n, bytes: 2 ** 32 - 1 });
+    assert.deepEqual(decodeClientMessage(unhex('08' + max + 'ff')), { type: 'Credit', id: (1n << 64n) - 1n, bytes: 2 ** 32 - 1 });
+    assert.throws(() => decodeServerMessage(unhex('11' + '00'.repeat(8) + '00000000')), /^Error: Credit: BYTES must be above 0/);
+    assert.throws(() => decodeServerMessage(unhex('11' + '00'.repeat(8) + '0001')), /Credit: message too short for BYTES \(needs 4 bytes, has 2\)/);
+    assert.throws(() => decodeClientMessage(unhex('08' + '00'.repeat(7))), /Credit: message too short for ID/);
+    assert.throws(() => decodeClientMessage(unhex('08' + '00'.repeat(8) + '00000000')), /Credit: BYTES must be above 0/);
+    for (const bytesValue of [0, -1, 2 ** 32, 1.5, 'x', undefined, NaN]) {
+        assert.throws(() => encodeClientMessage({ type: 'Credit', id: 1n, bytes: bytesValue }), RangeError, String(bytesValue));
+        assert.throws(() => encodeServerMessage({ type: 'Credit', id: 1n, bytes: bytesValue }), RangeError, String(bytesValue));
+    }
+    assert.equal(hex(encodeClientMessage({ type: 'Credit', id: '258', bytes: '4' })), '08' + '0000000000000102' + '00000004');
 });
 
 test('Peer: INFO may be given as an object; STATE must be a byte', () => {
@@ -260,7 +323,7 @@ test('fuzz: decoding random bytes yields a message or throws an Error', () => {
             // mostly small values and '/', so lengths and flags are often plausible
             bytes[j] = rand() < 0.5 ? small[Math.floor(rand() * small.length)] : Math.floor(rand() * 256);
         }
-        if (len > 0 && rand() < 0.8) bytes[0] = Math.floor(rand() * 17);
+        if (len > 0 && rand() < 0.8) bytes[0] = Math.floor(rand() * 19);
         for (const decode of [decodeClientMessage, decodeServerMessage]) {
             const r = decodeOrError(decode, bytes);
             if (r.msg) decoded++;
@@ -292,10 +355,10 @@ test('fuzz: decoded messages re-encode to messages that decode the same', () => 
         const len = 1 + Math.floor(rand() * 40);
         const bytes = new Uint8Array(len);
         for (let j = 0; j < len; j++) bytes[j] = rand() < 0.4 ? Math.floor(rand() * 3) : Math.floor(rand() * 128);
-        bytes[0] = Math.floor(rand() * 16); // every type the library knows
+        bytes[0] = Math.floor(rand() * 18); // every type the library knows
         const s = decodeOrError(decodeServerMessage, bytes);
         if (s.msg) assert.deepEqual(decodeServerMessage(encodeServerMessage(s.msg)), s.msg);
-        if ((bytes[0] >= 1 && bytes[0] <= 4) || bytes[0] === 6) {
+        if ((bytes[0] >= 1 && bytes[0] <= 4) || (bytes[0] >= 6 && bytes[0] <= 8)) {
             const c = decodeOrError(decodeClientMessage, bytes);
             if (c.msg) assert.deepEqual(decodeClientMessage(encodeClientMessage(c.msg)), c.msg);
         }

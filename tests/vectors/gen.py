@@ -26,7 +26,17 @@ kept as its JSON text), 12 (Local Listener, `[UP:1][PROTOCOL: rest]`), 13
 `[ID:8][RELAY: rest]`) is an extension message too: it follows the Peer Connection or
 Listener Connection of a stream that goes through a circuit relay, and RELAY is the
 relay's base58 peer id (empty when the daemon does not know it). Only sessions that sent
-a Presence message (ON 1 or 0) receive types 11 and up.
+a Presence message (ON 1 or 0) receive types 11 to 15.
+
+The credit extension (PROTOCOL.md, "Extension: credit") adds client types 7
+(Extensions, `[NAMES: rest]`: printable ASCII, at most 1,024 bytes, tokens `name` or
+`name=value` separated by spaces, e.g. `credit receive-window=4194304`) and 8 (Credit,
+`[ID:8][BYTES:4]`, BYTES a big-endian u32 above 0), and server types 16 (Extensions,
+the answer: what is now on, e.g. `credit stream-window=W session-window=S
+receive-window=R presence`) and 17 (Credit, the same layout as the client's). In the
+JSON, NAMES is the text as sent (`names`) and BYTES a number (`bytes`). A daemon
+offers the extensions in Hello's VERSION tail (`libp2p-websocket/0.5.0 credit
+presence`); the vectors hold messages only.
 """
 
 import base64
@@ -93,6 +103,10 @@ def u64(v: int) -> bytes:
     return struct.pack(">Q", v)
 
 
+def u32(v: int) -> bytes:
+    return struct.pack(">I", v)
+
+
 def s(text: str) -> bytes:
     """`str`: 2-byte big-endian length + UTF-8."""
     raw = text.encode("utf-8")
@@ -148,6 +162,11 @@ def peer_info(addrs: list[str], protocols: list[str], relayed: bool, agent: str)
 INFO_B = peer_info(ADDRS_B[:1], ["/ipfs/id/1.0.0", "/ipfs/ping/1.0.0", CHAT, GAME], False, "libp2p-websocket/0.1.0")
 INFO_C_DIALING = peer_info(["/ip4/203.0.113.7/tcp/4001"], [], False, "")
 
+# The credit extension: the longest NAMES an Extensions message may carry, and the
+# answer of a daemon with its default windows (2 MiB per stream, 32 MiB per session).
+MAX_EXTENSIONS = 1024
+ANSWER_DEFAULT = "credit stream-window=2097152 session-window=33554432 receive-window=2097152"
+
 # ---------------------------------------------------------------- decoder (self-check)
 # A small independent decoder that checks every vector below decodes to its msg with the
 # layout rules of PROTOCOL.md, so a typo in a vector cannot slip into the file.
@@ -181,6 +200,15 @@ class R:
     def str(self) -> str:
         n = struct.unpack(">H", self.take(2))[0]
         return self.take(n).decode("utf-8")
+
+    def u32(self) -> int:
+        return struct.unpack(">I", self.take(4))[0]
+
+    def credit(self) -> int:
+        n = self.u32()
+        if n == 0:
+            raise Short()
+        return n
 
     def rest(self) -> bytes:
         out = self.b[self.p :]
@@ -237,6 +265,13 @@ def decode_client(b: bytes) -> dict:
         return readings[0]
     if t == 6:
         return {"type": "Presence", "on": r.flag()}
+    if t == 7:
+        names = r.rest()
+        assert len(names) <= MAX_EXTENSIONS and all(0x20 <= c < 0x7F for c in names), names
+        return {"type": "Extensions", "names": names.decode("ascii")}
+    if t == 8:
+        i = r.id()
+        return {"type": "Credit", "id": i, "bytes": r.credit()}
     raise AssertionError(t)
 
 
@@ -274,6 +309,11 @@ def decode_server(b: bytes) -> dict:
         return {"type": "PresenceResync"}
     if t == 15:
         return {"type": "Relayed", "id": r.id(), "relay": text()}
+    if t == 16:
+        return {"type": "Extensions", "names": text()}
+    if t == 17:
+        i = r.id()
+        return {"type": "Credit", "id": i, "bytes": r.credit()}
     raise AssertionError(t)
 
 
@@ -346,6 +386,20 @@ def client_vectors() -> list[dict]:
     # Presence (6), the presence extension
     add("presence on", "client", u8(6) + flag(True), {"type": "Presence", "on": True})
     add("presence off", "client", u8(6) + flag(False), {"type": "Presence", "on": False})
+
+    # Extensions (7) and Credit (8), the credit extension
+    ext = "credit receive-window=4194304"
+    add("extensions credit with a receive window", "client", u8(7) + rest(ext), {"type": "Extensions", "names": ext})
+    add("extensions credit", "client", u8(7) + rest("credit"), {"type": "Extensions", "names": "credit"})
+    add("extensions credit and presence", "client", u8(7) + rest("credit presence"),
+        {"type": "Extensions", "names": "credit presence"})
+    add("extensions empty", "client", u8(7), {"type": "Extensions", "names": ""})
+    longest = "credit " + "x" * (MAX_EXTENSIONS - len("credit "))  # an unknown token: ignored
+    add("extensions of 1024 bytes", "client", u8(7) + rest(longest), {"type": "Extensions", "names": longest})
+    add("credit", "client", u8(8) + u64(1) + u32(65536), {"type": "Credit", "id": "1", "bytes": 65536})
+    add("credit one byte", "client", u8(8) + u64(0) + u32(1), {"type": "Credit", "id": "0", "bytes": 1})
+    add("credit max id, max bytes", "client", u8(8) + u64(2**64 - 1) + u32(2**32 - 1),
+        {"type": "Credit", "id": str(2**64 - 1), "bytes": 2**32 - 1})
     return v
 
 
@@ -415,6 +469,16 @@ def server_vectors() -> list[dict]:
     add("relayed, relay unknown", u8(15) + u64(0), {"type": "Relayed", "id": "0", "relay": ""})
     add("relayed, max id, Qm relay", u8(15) + u64(2**64 - 1) + rest(PEER_RELAY_RSA),
         {"type": "Relayed", "id": str(2**64 - 1), "relay": PEER_RELAY_RSA})
+
+    # The credit extension: the answer to Extensions (16), and Credit (17).
+    answer = ANSWER_DEFAULT + " presence"
+    add("extensions answer, credit and presence", u8(16) + rest(answer), {"type": "Extensions", "names": answer})
+    add("extensions answer, credit", u8(16) + rest(ANSWER_DEFAULT), {"type": "Extensions", "names": ANSWER_DEFAULT})
+    add("extensions answer, presence only", u8(16) + rest("presence"), {"type": "Extensions", "names": "presence"})
+    add("extensions answer, nothing on", u8(16), {"type": "Extensions", "names": ""})
+    add("credit", u8(17) + u64(2) + u32(1048580), {"type": "Credit", "id": "2", "bytes": 1048580})
+    add("credit max id, max bytes", u8(17) + u64(2**64 - 1) + u32(2**32 - 1),
+        {"type": "Credit", "id": str(2**64 - 1), "bytes": 2**32 - 1})
     return v
 
 
@@ -439,6 +503,13 @@ def client_invalid() -> list[dict]:
     add("listen frames byte 7", u8(1) + b"\x07" + rest("/x"), "FRAMES")
     add("presence with no body", u8(6), "Presence")
     add("presence on byte 2", u8(6) + b"\x02", "Presence")
+    add("credit of 0 bytes", u8(8) + u64(1) + u32(0), "Credit")
+    add("credit with 2 bytes of BYTES", u8(8) + u64(1) + b"\x00\x01", "Credit")
+    add("credit with no body", u8(8), "Credit")
+    add("extensions with a newline", u8(7) + b"credit\n", "Extensions")
+    add("extensions with a NUL byte", u8(7) + b"credit\x00presence", "Extensions")
+    add("extensions not ascii", u8(7) + rest("crédit"), "Extensions")
+    add("extensions of 1025 bytes", u8(7) + b"credit " + b"x" * (MAX_EXTENSIONS + 1 - len("credit ")), "Extensions")
     return v
 
 
@@ -499,6 +570,12 @@ def main() -> None:
         assert decode_client(bytes.fromhex(vec["hex"])) == vec["msg"], vec["name"]
     for vec in server:
         assert decode_server(bytes.fromhex(vec["hex"])) == vec["msg"], vec["name"]
+    for vec in client_invalid():
+        try:
+            decode_client(bytes.fromhex(vec["hex"]))
+        except (Short, AssertionError, IndexError, UnicodeDecodeError):
+            continue
+        raise AssertionError(f"invalid vector decodes: {vec['name']}")
     for vec in ascii85_vectors():
         assert base64.a85decode(vec["text"]) == bytes.fromhex(vec["hex"])
     for vec in addrs_vectors():
