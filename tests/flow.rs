@@ -40,33 +40,6 @@ async fn echo_peer() -> TestPeer {
     peer
 }
 
-/// Sends `total` bytes in 64 KiB Data messages on `id`, keeping at most `window` bytes
-/// sent and not yet echoed, and checks the echo; returns how long it took.
-async fn pipeline(client: &mut Client, id: u64, total: usize, window: usize) -> Duration {
-    const CHUNK: usize = 64 * 1024;
-    let data = pattern(total, 7);
-    let started = std::time::Instant::now();
-    let (mut sent, mut echoed) = (0, 0);
-    let mut back = Vec::with_capacity(total);
-    while echoed < total {
-        while sent < total && sent - echoed + CHUNK <= window.max(CHUNK) {
-            let end = (sent + CHUNK).min(total);
-            let msg = ClientMsg::Data { id, data: Bytes::copy_from_slice(&data[sent..end]) };
-            client.ws.send(Message::Binary(msg.encode())).await.unwrap();
-            sent = end;
-        }
-        match client.recv().await {
-            ServerMsg::Data { id: i, data } if i == id => {
-                echoed += data.len();
-                back.extend_from_slice(&data);
-            }
-            other => panic!("expected Data, got {other:?}"),
-        }
-    }
-    assert!(back == data, "the echo differs from what was sent");
-    started.elapsed()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deep_pipeline_through_an_echo_peer_completes() {
     let daemon = Daemon::local().await;

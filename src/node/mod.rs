@@ -22,6 +22,7 @@ pub mod relay_addr;
 mod relays;
 mod streams;
 mod swarm;
+pub mod yamux_frames;
 
 use std::{sync::Arc, time::Duration};
 

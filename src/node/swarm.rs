@@ -4,6 +4,7 @@
 
 use std::{collections::HashSet, time::Duration};
 
+use super::yamux_frames::SplitLargeFrames;
 use futures::StreamExt as _;
 use libp2p::{core::transport::ListenerId, noise, swarm::SwarmEvent, tcp, yamux, Multiaddr, Swarm};
 use thiserror::Error;
@@ -164,10 +165,11 @@ async fn listen(
 fn build_swarm(config: &NodeConfig, key: &NodeKey) -> Result<Swarm<Behaviour>, NodeError> {
     let build = |e: &dyn std::fmt::Display| NodeError::Build(e.to_string());
     let max_streams = config.max_streams_per_peer + YAMUX_HEADROOM;
+    // Inbound data frames cut to what rust-yamux reads (see `yamux_frames`).
     let yamux = move || {
         let mut yamux = yamux::Config::default();
         yamux.set_max_num_streams(max_streams);
-        yamux
+        SplitLargeFrames(yamux)
     };
     let idle_timeout = config.idle_timeout;
     let limits = libp2p::connection_limits::ConnectionLimits::default()

@@ -2,6 +2,8 @@
 //! wire protocol, and a plain rust-libp2p peer. Every wait is under a timeout.
 #![allow(dead_code)]
 
+pub mod credit;
+
 use std::{net::SocketAddr, time::Duration};
 
 use bytes::Bytes;
@@ -233,6 +235,33 @@ impl Client {
             other => panic!("expected Connection Closed for {id}, got {other:?}"),
         }
     }
+}
+
+/// Sends `total` bytes in 64 KiB Data messages on `id`, keeping at most `window` bytes
+/// sent and not yet echoed, and checks the echo; returns how long it took.
+pub async fn pipeline(client: &mut Client, id: u64, total: usize, window: usize) -> Duration {
+    const CHUNK: usize = 64 * 1024;
+    let data = pattern(total, 7);
+    let started = std::time::Instant::now();
+    let (mut sent, mut echoed) = (0, 0);
+    let mut back = Vec::with_capacity(total);
+    while echoed < total {
+        while sent < total && sent - echoed + CHUNK <= window.max(CHUNK) {
+            let end = (sent + CHUNK).min(total);
+            let msg = ClientMsg::Data { id, data: Bytes::copy_from_slice(&data[sent..end]) };
+            client.ws.send(Message::Binary(msg.encode())).await.unwrap();
+            sent = end;
+        }
+        match client.recv().await {
+            ServerMsg::Data { id: i, data } if i == id => {
+                echoed += data.len();
+                back.extend_from_slice(&data);
+            }
+            other => panic!("expected Data, got {other:?}"),
+        }
+    }
+    assert!(back == data, "the echo differs from what was sent");
+    started.elapsed()
 }
 
 /// Deterministic test bytes.
