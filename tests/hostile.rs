@@ -324,3 +324,86 @@ async fn bad_input_leaves_a_short_log_with_nothing_forged_in_it() {
     assert!(!log.contains('\u{1b}'), "an escape reached the log");
     assert!(!log.lines().any(|l| l.starts_with("2026-12-01T00:00:00")), "a forged line");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_credit_session_sending_past_its_credit_to_stalled_remotes_stays_bounded() {
+    const STREAMS: usize = 16;
+    const PER_STREAM: usize = 16 << 20; // eight times the default stream window
+    const BOUND_KIB: u64 = 160 * 1024; // what it sends: 256 MiB
+    let dir = temp_dir("overrun");
+    let daemon = Process::spawn(&LOOPBACK_ONLY, &dir);
+    let pid = daemon.child.id();
+    let mut client = Client::connect_url(&daemon.url()).await;
+    client.handshake().await;
+    client.send(ClientMsg::Extensions { names: "credit".into() }).await;
+    assert!(
+        matches!(client.recv().await, ServerMsg::Extensions { names } if names.starts_with("credit "))
+    );
+    // A remote that takes every stream and reads none.
+    let sink = TestPeer::new().await;
+    let mut incoming =
+        sink.control.clone().accept(libp2p::StreamProtocol::new("/test/never-reads/1")).unwrap();
+    let taken = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let held = tokio::spawn({
+        let taken = taken.clone();
+        async move {
+            let mut streams = Vec::new();
+            while let Some((_, stream)) = incoming.next().await {
+                streams.push(stream);
+                taken.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            }
+        }
+    });
+    let mut ids = Vec::new();
+    for n in 1..=STREAMS {
+        ids.push(client.open(&sink.connect_string(), "/test/never-reads/1", false).await);
+        // One at a time: libp2p-stream drops a stream its acceptor has not taken yet.
+        within("the remote takes the stream", async {
+            while taken.load(std::sync::atomic::Ordering::Acquire) < n {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+    }
+    // Eight times each stream's window, without waiting for credit, while another task reads
+    // what the daemon says (overruns, credit): 256 MiB in all.
+    let (mut tx, mut rx) = client.ws.split();
+    let overruns = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let reader = tokio::spawn({
+        let overruns = overruns.clone();
+        async move {
+            while let Some(Ok(message)) = rx.next().await {
+                if let tokio_tungstenite::tungstenite::Message::Binary(bytes) = message {
+                    let msg = ServerMsg::decode(bytes).unwrap();
+                    if let ServerMsg::ConnectionClosed { reason, .. } = msg {
+                        let overran = usize::from(reason.contains("overran its credit"));
+                        overruns.fetch_add(overran, std::sync::atomic::Ordering::AcqRel);
+                    }
+                }
+            }
+        }
+    });
+    let chunk = bytes::Bytes::from(vec![3u8; 64 * 1024]);
+    within("sending", async {
+        for _ in 0..PER_STREAM / chunk.len() {
+            for &id in &ids {
+                let msg = ClientMsg::Data { id, data: chunk.clone() };
+                let bytes = msg.encode().to_vec().into();
+                if futures::SinkExt::send(&mut tx, bytes).await.is_err() {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (rss, peak) = rss_kib(pid);
+    eprintln!(
+        "a credit session overrunning {STREAMS} stalled streams: RSS {rss} KiB, peak {peak} KiB"
+    );
+    assert!(peak < BOUND_KIB, "daemon peak RSS {peak} KiB over the {BOUND_KIB} KiB bound");
+    let overruns = overruns.load(std::sync::atomic::Ordering::Acquire);
+    assert_eq!(overruns, STREAMS, "each stream is closed for its overrun");
+    reader.abort();
+    held.abort();
+}
