@@ -89,6 +89,7 @@ function addMessage(from, text, time, mine = false) {
     item.append(head, body);
     ui.messages.append(item);
     scrollToEnd();
+    return item;
 }
 
 function addNotice(text) {
@@ -385,11 +386,12 @@ function sendMessage() {
     const text = ui.message.value.trim().slice(0, MAX_TEXT);
     if (!text) return;
     const frame = { type: 'message', from: state.myName, text, time: Date.now() };
+    let waiting = null; // the connection that holds the message back, if one does
     if (state.mode === 'hosting') {
         broadcast(frame);
     } else if (state.mode === 'guest' && state.hostConnection) {
         try {
-            state.hostConnection.sendJSON(frame);
+            if (!state.hostConnection.sendJSON(frame)) waiting = state.hostConnection;
         } catch (err) {
             setStatus(`Not sent: ${err.message}`, 'error');
             return;
@@ -397,9 +399,28 @@ function sendMessage() {
     } else {
         return;
     }
-    addMessage(state.myName, text, frame.time, true);
+    const item = addMessage(state.myName, text, frame.time, true);
+    if (waiting) showWaiting(item, waiting);
     ui.message.value = '';
     ui.message.focus();
+}
+
+// With the daemon's credit extension, a message to a host that does not keep up waits
+// in this page (send() returned false): it is shown faded until it went out, and
+// marked if the connection ends first.
+function showWaiting(item, conn) {
+    item.classList.add('pending');
+    item.title = 'Waiting for the room to take it…';
+    conn.onDrain().then(
+        () => {
+            item.classList.remove('pending');
+            item.removeAttribute('title');
+        },
+        () => {
+            item.classList.replace('pending', 'unsent');
+            item.title = 'Not delivered: the connection ended first.';
+        },
+    );
 }
 
 // ------------------------------------------------------------------ the gateway

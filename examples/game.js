@@ -10,7 +10,10 @@
 //
 // Playing: the host's page owns the game. It simulates at 60 Hz and broadcasts the
 // state 30 times a second; guests send their inputs and draw what the host sends,
-// interpolated. Each libp2p message is one JSON frame:
+// interpolated. A guest that does not keep up (with the daemon's credit extension,
+// its stream runs out of credit: send() returns false, `drain` follows) is skipped
+// until its stream drains, then sent only the newest state, so it costs the host
+// nothing and holds up nobody else. Each libp2p message is one JSON frame:
 //
 //   guest -> host   {t:'h', n: name, c: colour}        hello, once, first
 //                   {t:'i', x, y, d}                   input: stick -1..1, d: dashes so far
@@ -225,7 +228,9 @@ function dash() {
 }
 
 // Hands the input to the game: the host applies its own directly, a guest sends it
-// (on change, at most 30 times a second; the last change always goes out).
+// (on change, at most 30 times a second; the last change always goes out). While the
+// host's stream holds an input not sent yet (with credit: the host does not keep up),
+// newer ones wait: on `drain` the newest goes (joinGame()).
 let inputTimer = null;
 function pushInput(now = false) {
     if (app.host) {
@@ -236,6 +241,7 @@ function pushInput(now = false) {
     if (!guest) return;
     const key = `${input.x},${input.y},${input.dashes}`;
     if (key === input.sent) return;
+    if (guest.conn.bufferedAmount > 0) return;
     const wait = input.lastSend + 33 - performance.now();
     if (wait > 0 && !now) {
         if (!inputTimer) {
@@ -357,6 +363,11 @@ class Host {
         this.gameName = gameName;
         this.players = new Map(); // id -> player
         this.conns = new Map(); // Connection -> player id (null before its hello)
+        // A guest that does not keep up (a background tab, a slow link) fills its
+        // stream's credit window, and then what the host sends it would wait in this
+        // page (send() returns false). States replace each other, so such a guest gets
+        // none until its stream drains, then only the newest: see broadcastState().
+        this.unsent = new Map(); // Connection -> the newest state it was not sent
         this.gems = [];
         this.nextId = 0;
         this.nextGem = 0;
@@ -589,8 +600,16 @@ class Host {
         for (const [conn, id] of this.conns) if (id !== null) send(conn, frame);
     }
 
+    // Every player gets the state, except one whose stream still holds what was sent
+    // before (bufferedAmount > 0: no credit for it yet): it is kept for the `drain`
+    // (accept()), replacing the one kept before. Without credit nothing is ever held.
     broadcastState() {
-        this.broadcast(this.stateFrame());
+        const frame = this.stateFrame();
+        for (const [conn, id] of this.conns) {
+            if (id === null) continue;
+            if (conn.bufferedAmount > 0) this.unsent.set(conn, frame);
+            else send(conn, frame);
+        }
     }
 
     rosterChanged() {
@@ -606,6 +625,12 @@ class Host {
         conn.addEventListener('data', (e) => {
             if (e.detail.length > MAX_FRAME) return;
             this.onFrame(conn, parseFrame(e.detail));
+        });
+        conn.addEventListener('drain', () => {
+            const frame = this.unsent.get(conn);
+            if (!frame) return;
+            this.unsent.delete(conn);
+            send(conn, frame);
         });
         conn.addEventListener('close', () => {
             clearTimeout(hello);
@@ -637,6 +662,7 @@ class Host {
     }
 
     drop(conn) {
+        this.unsent.delete(conn);
         const id = this.conns.get(conn);
         if (!this.conns.delete(conn) || id === null) return;
         const player = this.players.get(id);
@@ -653,6 +679,7 @@ class Host {
             conn.close();
         }
         this.conns.clear();
+        this.unsent.clear();
     }
 
     /** What the page draws and window.gameDebug shows. */
@@ -827,6 +854,9 @@ async function joinGame(game) {
     app.guest = guest;
     app.game = game;
     conn.addEventListener('data', (e) => guest.onFrame(parseFrame(e.detail)));
+    conn.addEventListener('drain', () => {
+        if (app.guest === guest) pushInput(true);
+    });
     conn.addEventListener('close', (e) => {
         if (app.guest !== guest) return;
         const why = guest.why ?? (e.detail === 'gateway closed' ? 'Lost the connection to the daemon.' : 'The game ended.');

@@ -22,8 +22,10 @@
 //      (`import libp2p from './protocol.js'; libp2p.startProtocol(url, handler)`),
 //      kept so pages written for it run unchanged.
 //
-// The three layers live in protocol/codec.js, protocol/gateway.js and
-// protocol/legacy.js; this module re-exports each one's public names, and the default
+// The three layers live in protocol/: codec.js (1); gateway.js (the Gateway class),
+// connection.js (Connection), credit.js (the credit extension's bookkeeping),
+// presence.js (the presence table), socket.js and internal.js (what they share) (2);
+// legacy.js (3). This module re-exports each layer's public names, and the default
 // export, so `/protocol.js` is all a page imports. No build step, no dependencies: ES
 // modules for browsers and Node 20+.
 
@@ -48,11 +50,9 @@ export {
     peerStateName,
     toBytes,
 } from './protocol/codec.js';
-export {
-    Connection,
-    Gateway,
-    parsePeerInfo,
-} from './protocol/gateway.js';
+export { Connection } from './protocol/connection.js';
+export { Gateway } from './protocol/gateway.js';
+export { parsePeerInfo } from './protocol/presence.js';
 export {
     BlankHandler,
     CommandHandler,

@@ -10,7 +10,12 @@
 //!   listens, and accepts a connection from a page on another daemon.
 //! - `game.mjs`: the game example, three players on two daemons connected with
 //!   `-peer`: a game hosted on A is found through presence in the lobbies of a page on
-//!   A and a page on B (no connect string), both join, everyone's moves reach everyone.
+//!   A and a page on B (no connect string), both join, everyone's moves reach everyone;
+//!   a guest whose stream is held gets no state until it drains, then the newest only.
+//! - `credit.mjs`: the credit extension between pages on two daemons (their own
+//!   index.html, driving the embedded `/protocol.js`): a raw stream whose reader stops
+//!   holds its writer well below the 16 MiB it writes, while a chat stream of the same
+//!   sessions goes on; once the reader reads on, all 16 MiB arrive in order.
 //!
 //! The first run installs what is missing: `apt-get install chromium` (as root) when
 //! `/usr/bin/chromium` is absent, and `npm ci` in `tests/browser/` (playwright-core
@@ -138,22 +143,35 @@ fn daemon(extra: &[&str]) -> BinDaemon {
     BinDaemon::start(Options::new(&args))
 }
 
+/// Fails unless each screenshot is in `target/browser/` and not empty.
+fn assert_shots(shots: &[&str]) {
+    for shot in shots {
+        let path = root().join("target/browser").join(shot);
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        assert!(size > 10_000, "screenshot {} is missing or empty", path.display());
+    }
+}
+
 #[test]
 fn chat_works_between_two_daemons_in_chromium() {
     let a = daemon(&[]);
     let b = daemon(&[]);
     node_script("chat.mjs", &[a.url(""), b.url("")]);
-    for shot in [
+    assert_shots(&[
         "chat-host.png",
         "chat-guest.png",
         "chat-host-phone.png",
         "chat-guest-phone.png",
         "chat-three.png",
-    ] {
-        let path = root().join("target/browser").join(shot);
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        assert!(size > 10_000, "screenshot {} is missing or empty", path.display());
-    }
+    ]);
+}
+
+#[test]
+fn a_held_stream_holds_only_itself_with_credit_in_chromium() {
+    let a = daemon(&[]);
+    let b = daemon(&[]);
+    node_script("credit.mjs", &[a.url(""), b.url("")]);
+    assert_shots(&["credit-a.png", "credit-b.png", "credit-done.png"]);
 }
 
 #[test]
@@ -215,15 +233,11 @@ fn game_lobby_finds_games_across_two_daemons_in_chromium() {
         b.output()
     );
     node_script("game.mjs", &[a.url(""), b.url(""), peer_a]);
-    for shot in [
+    assert_shots(&[
         "game-lobby.png",
         "game-host.png",
         "game-guest-local.png",
         "game-guest-remote.png",
         "game-phone.png",
-    ] {
-        let path = root().join("target/browser").join(shot);
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        assert!(size > 10_000, "screenshot {} is missing or empty", path.display());
-    }
+    ]);
 }

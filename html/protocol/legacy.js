@@ -22,14 +22,10 @@ import {
     toBytes,
     utf8Encoder,
 } from './codec.js';
-import {
-    Connection,
-    Gateway,
-    defaultUrl,
-    parseAddresses,
-    parsePeerInfo,
-    receiveBinary,
-} from './gateway.js';
+import { Connection } from './connection.js';
+import { Gateway, parseAddresses } from './gateway.js';
+import { parsePeerInfo } from './presence.js';
+import { defaultUrl, receiveBinary } from './socket.js';
 
 // ------------------------------------------------------------------ the original's callback API
 //

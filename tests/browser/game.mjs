@@ -7,7 +7,10 @@
 // Page 1 (Alice, on A) hosts a game; page 2 (Bob, on A too) finds it in its lobby as a
 // game of its own daemon, page 3 (Carol, on B) as a game of peer A; both join. Each
 // player moves with the keyboard and every page sees every player's moves in the
-// host's state (window.gameDebug). Then Bob leaves and comes back, and Alice ends the
+// host's state (window.gameDebug). A guest whose stream is held (credit: the host's
+// send() would wait) gets no state until `drain`, then the newest only, while the
+// others play on (simulated on the host's connection to Bob: filling the windows with
+// states would take minutes). Then Bob leaves and comes back, and Alice ends the
 // game: both guests return to the lobby and the game leaves every lobby. Screenshots
 // in target/browser/: game-lobby.png, game-host.png, game-guest-local.png,
 // game-guest-remote.png (desktop) and game-phone.png (390 px wide). Exits non-zero
@@ -158,6 +161,57 @@ await run('game lobby and play across two daemons', 240_000, async (browser, too
         return ((window.gameDebug.state().seq - first) * 1000) / (performance.now() - t0);
     });
     check(rate >= 20, `a guest on another daemon got ${rate.toFixed(1)} states a second, wanted at least 20`);
+
+    // A guest that does not keep up: with credit its stream runs out of window, so what
+    // the host sends it waits (bufferedAmount > 0) until `drain`. Filling 2 MiB of
+    // windows with states takes minutes, so the host's connection to Bob is made to
+    // look held: the host must send Bob no state meanwhile while Carol still gets 20 a
+    // second, and on `drain` send Bob one state, the newest.
+    const holding = host.page.evaluate(
+        async ({ peer, protocol }) => {
+            const { Connection } = await import('./protocol.js');
+            const proto = Connection.prototype;
+            const sendJSON = proto.sendJSON;
+            let bob = null;
+            const toBob = [];
+            proto.sendJSON = function (value) {
+                if (!bob && this.peerID === peer && this.protocol === protocol) bob = this;
+                if (this === bob) toBob.push(value);
+                return sendJSON.call(this, value);
+            };
+            try {
+                const wait = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+                for (let i = 0; i < 20 && !bob; i++) await wait(50);
+                if (!bob) return { error: "no state went to Bob's connection" };
+                Object.defineProperty(bob, 'bufferedAmount', { value: 1, configurable: true });
+                toBob.length = 0;
+                await wait(1500);
+                const whileHeld = toBob.filter((f) => f.t === 's').length;
+                delete bob.bufferedAmount; // the real one again: nothing waits
+                const seq = window.gameDebug.state().seq;
+                bob.dispatchEvent(new CustomEvent('drain'));
+                const onDrain = toBob.filter((f) => f.t === 's').map((f) => f.k);
+                return { whileHeld, onDrain, seq };
+            } finally {
+                proto.sendJSON = sendJSON;
+            }
+        },
+        { peer: peerA, protocol },
+    );
+    const carolRating = remote.page.evaluate(async () => {
+        const first = window.gameDebug.state().seq;
+        const t0 = performance.now();
+        await new Promise((resolve) => setTimeout(resolve, 1500));
+        return ((window.gameDebug.state().seq - first) * 1000) / (performance.now() - t0);
+    });
+    const [stuck, carolRate] = await Promise.all([holding, carolRating]);
+    check(!stuck.error, stuck.error);
+    check(stuck.whileHeld === 0, `the host sent ${stuck.whileHeld} states to a guest whose stream was held, wanted none`);
+    check(
+        stuck.onDrain.length === 1 && stuck.onDrain[0] === stuck.seq,
+        `on drain the host sent the held guest one state, the newest (${stuck.seq}), got ${JSON.stringify(stuck.onDrain)}`,
+    );
+    check(carolRate >= 20, `while Bob was held Carol got ${carolRate.toFixed(1)} states a second, wanted at least 20`);
 
     // Everyone moves; everyone sees it.
     await checkMoves(remote, 'Carol', pages);
