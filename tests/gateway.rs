@@ -197,6 +197,7 @@ async fn two_sessions_of_one_daemon_join_in_process() {
     let g2 = guest.open(&id.connect_string(), "/test/local/1", true).await;
     let (h2, _) = host.accepted().await;
     guest.send(ClientMsg::Close { id: g2 }).await;
+    assert_eq!(guest.expect_closed(g2).await, "closed");
     assert_eq!(host.expect_closed(h2).await, "closed by remote");
     // Nobody listens on this one.
     match guest.connect_to(&id.peer_id.to_base58(), "/test/nobody", true).await {
@@ -254,12 +255,18 @@ async fn close_and_remote_close() {
     cb.data(ib, b"last words").await;
     assert_eq!(ca.read_bytes(ia_conn, 10).await, b"last words");
     cb.send(ClientMsg::Close { id: ib }).await;
+    // The Close is answered, as the original did (its pages wait for it).
+    assert_eq!(cb.expect_closed(ib).await, "closed");
     assert_eq!(ca.expect_closed(ia_conn).await, "closed by remote");
     // No more Data for a closed id, on either side.
     cb.send(ClientMsg::Data { id: ib, data: Bytes::from_static(b"x") }).await;
     assert_eq!(cb.expect_closed(ib).await, "unknown connection");
+    // A Close for a stream the remote closed (and that was said) gets nothing twice;
+    // one for an id never given out is unknown.
     ca.send(ClientMsg::Close { id: ia_conn }).await;
-    assert_eq!(ca.expect_closed(ia_conn).await, "unknown connection");
+    assert_eq!(ca.quiet_for(Duration::from_millis(300)).await, None);
+    ca.send(ClientMsg::Close { id: 1000 }).await;
+    assert_eq!(ca.expect_closed(1000).await, "unknown connection");
     a.stop().await;
     b.stop().await;
 }
@@ -405,6 +412,7 @@ async fn streams_per_peer_are_capped_without_resetting_the_connection() {
     }
     // Closing one frees a place.
     cb.send(ClientMsg::Close { id: ids[0] }).await;
+    assert_eq!(cb.expect_closed(ids[0]).await, "closed");
     ca.recv().await;
     let mut reopened = false;
     for _ in 0..50 {

@@ -94,6 +94,7 @@ fn server_json(msg: &ServerMsg) -> Value {
         ServerMsg::Credit { id, bytes } => {
             json!({"type": "Credit", "id": id.to_string(), "bytes": bytes})
         }
+        ServerMsg::Reachability { state } => json!({"type": "Reachability", "state": state}),
     }
 }
 

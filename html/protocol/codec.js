@@ -49,6 +49,7 @@ export const ServerType = Object.freeze({
     Relayed: 15,
     Extensions: 16,
     Credit: 17,
+    Reachability: 18,
 });
 
 /**
@@ -459,6 +460,8 @@ export function encodeServerMessage(msg) {
             return w.rest(msg.names ?? '').finish();
         case 'Credit':
             return w.id(msg.id).credit(msg.bytes).finish();
+        case 'Reachability':
+            return w.bytes(Uint8Array.of(Number(msg.state) & 0xff)).finish();
     }
     throw new TypeError(`unknown server message type ${msg.type}`);
 }
@@ -466,7 +469,7 @@ export function encodeServerMessage(msg) {
 /**
  * Decodes one server message. Throws an Error on an empty or truncated message or
  * invalid UTF-8 in a text field; ignores trailing bytes it does not expect. A type
- * this library does not know (18 and up, future extensions) decodes to
+ * this library does not know (19 and up, future extensions) decodes to
  * `{type: 'Unknown', code, body}` so callers can skip it. A Peer message's `info` is
  * the JSON text as sent (parse it with parsePeerInfo), its `state` the STATE byte.
  * Relayed decodes to `{type: 'Relayed', id, relay}`, `id` a BigInt like every other
@@ -540,6 +543,8 @@ export function decodeServerMessage(bytes) {
             const id = r.id();
             return { type: 'Credit', id, bytes: r.credit() };
         }
+        case ServerType.Reachability:
+            return { type: 'Reachability', state: r.take(1, 'STATE')[0] };
     }
     /* c8 ignore next */
     throw new Error(`unknown message type ${code}`);

@@ -61,6 +61,9 @@ function parseOffers(version) {
     return offers;
 }
 
+// The reachability extension's STATE byte, by value.
+const REACHABILITY = ['unknown', 'private', 'public'];
+
 /**
  * A session with the daemon: `const gw = await Gateway.connect()`.
  *
@@ -166,6 +169,12 @@ export class Gateway extends EventTarget {
         checkReceiveWindow(options.receiveWindow);
         this.#wantCredit = options.credit !== false;
         this.#receiveWindow = options.receiveWindow;
+        /**
+         * The node's reachability as AutoNAT knows it: 'unknown', 'private' or 'public'
+         * (null until known; from the reachability extension, when the daemon offers it).
+         * Identify's PUBLIC (`public`) says 1 for unknown, as the original did.
+         */
+        this.reachability = null;
         /** The extensions the daemon's Hello offers (a Set of names; empty for an older daemon). */
         this.offers = new Set();
         /** What the daemon's answer to Extensions turned on: name -> value ('' for none). */
@@ -441,12 +450,17 @@ export class Gateway extends EventTarget {
         fire(this, 'error', text);
     }
 
-    // The Extensions message, right after Hello when the daemon offers credit.
+    // The Extensions message, right after Hello when the daemon offers credit or
+    // reachability.
     #askExtensions() {
-        if (!this.#wantCredit || !this.offers.has('credit')) return;
-        let names = 'credit';
-        if (this.#receiveWindow !== undefined) names += ` receive-window=${this.#receiveWindow}`;
-        this[kSend]({ type: 'Extensions', names });
+        const names = [];
+        if (this.#wantCredit && this.offers.has('credit')) {
+            names.push('credit');
+            if (this.#receiveWindow !== undefined) names.push(`receive-window=${this.#receiveWindow}`);
+        }
+        if (this.offers.has('reachability')) names.push('reachability');
+        if (names.length === 0) return;
+        this[kSend]({ type: 'Extensions', names: names.join(' ') });
         this.#extensionsPending = true;
     }
 
@@ -630,6 +644,14 @@ export class Gateway extends EventTarget {
             case 'Credit': {
                 // Send credit back: to the session always, to the stream while it is open.
                 this.#sender?.onCredit(this.#find(m.id), m.bytes);
+                break;
+            }
+            case 'Reachability': {
+                const now = REACHABILITY[m.state] ?? 'unknown';
+                if (now !== this.reachability) {
+                    this.reachability = now;
+                    fire(this, 'reachability', now);
+                }
                 break;
             }
             default:

@@ -35,7 +35,7 @@ pub use config::{NodeConfig, RelayLimits, DIAL_CONCURRENCY};
 pub use dials::{DialFailure, Route};
 pub use keys::{KeyError, NodeKey};
 pub use peers::{Path, PeerEvent, PeerState, PeerTable};
-pub use reach::{Reachability, REACHABILITY_WAIT};
+pub use reach::Reachability;
 pub use relay_addr::RelayAddr;
 pub use streams::{PeerStreams, StreamSlot};
 pub use swarm::NodeError;
@@ -91,9 +91,6 @@ struct Inner {
     control: libp2p_stream::Control,
     addresses: watch::Receiver<Vec<Multiaddr>>,
     reachability: watch::Receiver<Reachability>,
-    /// Until when an Identify waits for reachability to be known (`None`: no waiting,
-    /// the node has no one to ask).
-    settle_by: Option<tokio::time::Instant>,
     peer_streams: PeerStreams,
     peers: PeerTable,
     /// Cancelled when the last handle goes, which ends the event loop.
@@ -126,7 +123,6 @@ impl NodeHandle {
                 control: started.control,
                 addresses: started.addresses,
                 reachability: started.reachability,
-                settle_by: started.settle_by,
                 peer_streams: PeerStreams::new(config.max_streams_per_peer),
                 peers: started.peers,
                 _stop: stop.drop_guard(),
@@ -142,9 +138,10 @@ impl NodeHandle {
         &self.inner.key
     }
 
-    /// Whether the node is reachable from the public internet, as far as it knows.
-    pub fn is_public(&self) -> bool {
-        self.reachability() == Reachability::Public
+    /// Identify's PUBLIC: 1 unless the node is known to be private (the original's
+    /// mapping of an unknown verdict, which its pages rely on to host).
+    pub fn identify_public(&self) -> bool {
+        self.reachability() != Reachability::Private
     }
 
     pub fn reachability(&self) -> Reachability {
@@ -154,19 +151,6 @@ impl NodeHandle {
     /// Watches reachability changes.
     pub fn watch_reachability(&self) -> watch::Receiver<Reachability> {
         self.inner.reachability.clone()
-    }
-
-    /// Waits until reachability is known, or until [`REACHABILITY_WAIT`] after the node
-    /// started, whichever is first; at once when the node has no peers to ask (no
-    /// bootstrap peer, no relay) or reachability was forced.
-    pub async fn settled_reachability(&self) -> Reachability {
-        let mut watch = self.inner.reachability.clone();
-        if let Some(deadline) = self.inner.settle_by {
-            let known = watch.wait_for(|r| *r != Reachability::Unknown);
-            let _ = tokio::time::timeout_at(deadline, known).await;
-        }
-        let now = *watch.borrow();
-        now
     }
 
     /// The node's listen addresses and confirmed external addresses.

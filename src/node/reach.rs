@@ -2,15 +2,12 @@
 //! public addresses AutoNAT v2 confirmed, or a forced answer; and what that changes
 //! (Kademlia serves only while the node is public).
 
-use std::{collections::HashSet, time::Duration};
+use std::collections::HashSet;
 
 use libp2p::{autonat, kad, multiaddr::Protocol, Multiaddr, Swarm};
 use tokio::sync::watch;
 
 use super::behaviour::Behaviour;
-
-/// How long after the node starts an Identify may wait for AutoNAT's verdict.
-pub const REACHABILITY_WAIT: Duration = Duration::from_secs(10);
 
 /// Whether the node can be reached from the public internet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,6 +23,15 @@ impl Reachability {
             Reachability::Unknown => "unknown",
             Reachability::Public => "public",
             Reachability::Private => "private",
+        }
+    }
+
+    /// The reachability extension's STATE byte.
+    pub fn code(self) -> u8 {
+        match self {
+            Reachability::Unknown => 0,
+            Reachability::Private => 1,
+            Reachability::Public => 2,
         }
     }
 

@@ -8,10 +8,7 @@ use super::yamux_frames::SplitLargeFrames;
 use futures::StreamExt as _;
 use libp2p::{core::transport::ListenerId, noise, swarm::SwarmEvent, tcp, yamux, Multiaddr, Swarm};
 use thiserror::Error;
-use tokio::{
-    sync::{mpsc, watch},
-    time::Instant,
-};
+use tokio::sync::{mpsc, watch};
 
 use super::{
     behaviour::Behaviour,
@@ -19,7 +16,7 @@ use super::{
     event_loop::{Command, EventLoop},
     keys::{KeyError, NodeKey},
     peers::PeerTable,
-    reach::{Reachability, REACHABILITY_WAIT},
+    reach::Reachability,
     relay_addr::split_peer,
 };
 
@@ -49,8 +46,6 @@ pub(super) struct Built {
     pub control: libp2p_stream::Control,
     pub addresses: watch::Receiver<Vec<Multiaddr>>,
     pub reachability: watch::Receiver<Reachability>,
-    /// Until when an Identify may wait for reachability (`None`: it never waits).
-    pub settle_by: Option<Instant>,
     pub peers: PeerTable,
 }
 
@@ -74,11 +69,6 @@ pub(super) async fn build(
     let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
     let (addresses_tx, addresses_rx) = watch::channel(addresses.clone());
     let (reachability_tx, reachability_rx) = watch::channel(Reachability::forced(config.public));
-    // Someone to ask (a bootstrap peer, a relay): Identify may wait a little for the
-    // answer. Nobody to ask, or a forced answer: it never waits.
-    let can_learn = !config.bootstrap.is_empty() || !config.relay_via.is_empty();
-    let settle_by =
-        (config.public.is_none() && can_learn).then(|| Instant::now() + REACHABILITY_WAIT);
     for addr in &config.bootstrap {
         if let Some((peer, at)) = split_peer(addr) {
             swarm.behaviour_mut().kad.add_address(&peer, at);
@@ -101,14 +91,8 @@ pub(super) async fn build(
         reachability_tx,
         peers.clone(),
     );
-    let built = Built {
-        commands,
-        control,
-        addresses: addresses_rx,
-        reachability: reachability_rx,
-        settle_by,
-        peers,
-    };
+    let built =
+        Built { commands, control, addresses: addresses_rx, reachability: reachability_rx, peers };
     Ok((built, event_loop))
 }
 

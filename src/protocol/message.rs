@@ -146,6 +146,10 @@ pub enum ServerMsg {
         id: ConnId,
         bytes: u32,
     },
+    /// Extension (reachability): 0 unknown, 1 private, 2 public.
+    Reachability {
+        state: u8,
+    },
 }
 
 /// Message type bytes, client to server.
@@ -190,6 +194,8 @@ pub mod server_type {
     pub const EXTENSIONS: u8 = 16;
     /// Extension (credit).
     pub const CREDIT: u8 = 17;
+    /// Extension (reachability).
+    pub const REACHABILITY: u8 = 18;
 }
 
 /// Bytes in front of the payload of a Data message: type and ID.

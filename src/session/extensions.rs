@@ -5,7 +5,7 @@ use super::Session;
 use crate::protocol::ServerMsg;
 
 /// What Hello's version tail offers, after the agent: each extension's name.
-pub const OFFERED: &[&str] = &["credit", "presence"];
+pub const OFFERED: &[&str] = &["credit", "presence", "reachability"];
 
 /// What a client asked for; unknown tokens are ignored.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -13,6 +13,7 @@ pub struct Wanted {
     /// `credit`, with the client's `receive-window` if it gave one.
     pub credit: Option<Option<usize>>,
     pub presence: bool,
+    pub reachability: bool,
 }
 
 impl Wanted {
@@ -28,6 +29,7 @@ impl Wanted {
                 ("credit", None) => wanted.credit = Some(None),
                 ("receive-window", Some(value)) => receive = value.parse().ok(),
                 ("presence", None) => wanted.presence = true,
+                ("reachability", None) => wanted.reachability = true,
                 _ => {}
             }
         }
@@ -54,6 +56,8 @@ impl Session {
         if wanted.presence {
             self.presence.extensions = true;
         }
+        let reachability_now = wanted.reachability && !self.reachability_on;
+        self.reachability_on |= wanted.reachability;
         let mut on = Vec::new();
         if let Some(w) = self.streams.credit_windows() {
             on.push(format!(
@@ -64,7 +68,13 @@ impl Session {
         if self.presence.extensions {
             on.push("presence".into());
         }
+        if self.reachability_on {
+            on.push("reachability".into());
+        }
         self.out.reply(&ServerMsg::Extensions { names: on.join(" ") });
+        if reachability_now {
+            self.send_reachability();
+        }
     }
 }
 
@@ -80,7 +90,11 @@ mod tests {
     #[test]
     fn tokens_are_read_in_any_order_and_unknown_ones_ignored() {
         let wanted = Wanted::parse("receive-window=4096 later=1 credit presence");
-        assert_eq!(wanted, Wanted { credit: Some(Some(4096)), presence: true });
+        assert_eq!(
+            wanted,
+            Wanted { credit: Some(Some(4096)), presence: true, reachability: false }
+        );
+        assert!(Wanted::parse("reachability").reachability);
         assert_eq!(Wanted::parse("credit").credit, Some(None));
         assert_eq!(Wanted::parse("receive-window=9 x"), Wanted::default());
         assert_eq!(Wanted::parse("credit receive-window=lots").credit, Some(None));
@@ -88,7 +102,7 @@ mod tests {
     }
 
     #[test]
-    fn hello_offers_credit_and_presence_after_the_agent() {
-        assert_eq!(hello_version(), format!("{} credit presence", crate::AGENT));
+    fn hello_offers_the_extensions_after_the_agent() {
+        assert_eq!(hello_version(), format!("{} credit presence reachability", crate::AGENT));
     }
 }

@@ -134,6 +134,8 @@ struct Session {
     node: Option<NodeHandle>,
     /// Reachability changes after the first Identify, each answered by a fresh one.
     reachability: Option<watch::Receiver<Reachability>>,
+    /// The reachability extension: a Reachability message after each Identify.
+    reachability_on: bool,
     out: Outbox,
     streams: Streams,
     listeners: Listeners,
@@ -150,6 +152,7 @@ impl Session {
             loopback,
             node: None,
             reachability: None,
+            reachability_on: false,
             out,
             listeners: Listeners::default(),
             connects: Connects::default(),

@@ -43,10 +43,9 @@ impl Session {
         }
     }
 
-    /// The node runs: Identify, once reachability is known (or a little while has
-    /// passed: see [`NodeHandle::settled_reachability`]); later changes send it again.
+    /// The node runs: Identify at once (reachability as far as it is known); later
+    /// changes send it again.
     pub(super) async fn node_ready(&mut self, node: NodeHandle) {
-        node.settled_reachability().await;
         let mut watch = node.watch_reachability();
         watch.borrow_and_update();
         self.reachability = Some(watch);
@@ -64,17 +63,26 @@ impl Session {
         }
     }
 
+    /// The reachability extension's message, to a session that turned it on and has
+    /// a node.
+    pub(super) fn send_reachability(&mut self) {
+        if let (true, Some(node)) = (self.reachability_on, &self.node) {
+            self.out.reply(&ServerMsg::Reachability { state: node.reachability().code() });
+        }
+    }
+
     pub(super) fn send_identify(&mut self) {
         let Some(node) = &self.node else { return };
         // The private key lets its holder act as this node: only a browser on this very
         // machine (the daemon's owner) gets it.
         let key = if self.loopback { node.key().text.clone() } else { String::new() };
         self.out.reply(&ServerMsg::Identify {
-            public: node.is_public(),
+            public: node.identify_public(),
             peer_id: node.peer_id().to_base58(),
             addresses: node.addresses_json(),
             key,
         });
+        self.send_reachability();
     }
 }
 

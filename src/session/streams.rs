@@ -38,6 +38,8 @@ use crate::{
 pub const STREAM_WRITE_QUEUE: usize = 4 * 1024 * 1024;
 /// Pump reports queued for the session.
 const PUMP_EVENT_QUEUE: usize = 256;
+/// The Connection Closed reason that answers a browser's Close.
+pub const CLOSED: &str = "closed";
 /// How long a closing stream may take to flush what was queued for it.
 pub const CLOSE_GRACE: Duration = Duration::from_secs(5);
 
@@ -242,11 +244,14 @@ impl Streams {
         }
     }
 
-    /// Close from the browser.
+    /// Close from the browser: answered with Connection Closed (`closed`), as the
+    /// original did once the stream was done, so a page waiting for it moves on. A
+    /// stream that already ended (and said so) gets nothing twice; an id never given
+    /// out is `unknown connection`.
     pub async fn on_close(&mut self, id: ConnId) {
         if self.conns.contains_key(&id) {
-            self.close(id, None).await;
-        } else {
+            self.close(id, Some(CLOSED.into())).await;
+        } else if id >= self.next_id {
             self.out.reply(&unknown(id));
         }
     }

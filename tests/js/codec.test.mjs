@@ -129,9 +129,9 @@ test('truncated server messages throw Errors naming the message', () => {
 });
 
 test('unknown server message types decode as Unknown', () => {
-    const m = decodeServerMessage(unhex('1201'));
+    const m = decodeServerMessage(unhex('1301'));
     assert.equal(m.type, 'Unknown');
-    assert.equal(m.code, 18);
+    assert.equal(m.code, 19);
     assert.deepEqual([...m.body], [1]);
     assert.equal(decodeServerMessage(unhex('ff')).type, 'Unknown');
 });

@@ -120,7 +120,10 @@ class CreditDaemon {
                     on.push(`credit stream-window=${this.W} session-window=${this.S} receive-window=${this.receiveWindow}`);
                 }
                 if (asked.has('presence')) on.push('presence');
-                return this.send(ws, { type: 'Extensions', names: on.join(' ') });
+                if (asked.has('reachability')) on.push('reachability');
+                this.send(ws, { type: 'Extensions', names: on.join(' ') });
+                if (asked.has('reachability')) this.send(ws, { type: 'Reachability', state: 0 });
+                return;
             }
             case 'Listen':
                 this.framedListen = msg.frames;
@@ -230,6 +233,23 @@ test('a Hello that offers credit gets Extensions first; connect() resolves with 
     assert.equal(conn.sendCredit, 1000);
     assert.equal(conn.receiveCredit, 1000);
     assert.equal(conn.bufferedAmount, 0);
+});
+
+test('reachability: asked for when offered; the three states, and an event when it changes', async () => {
+    const { daemon, gw, ws } = await open({ version: `${OFFERS} reachability` });
+    assert.equal(daemon.received[0].names, 'credit reachability');
+    await until(() => gw.reachability === 'unknown', 'the first state');
+    const seen = [];
+    gw.addEventListener('reachability', (e) => seen.push(e.detail));
+    daemon.send(ws, { type: 'Reachability', state: 1 });
+    daemon.send(ws, { type: 'Reachability', state: 1 });
+    daemon.send(ws, { type: 'Reachability', state: 2 });
+    await until(() => seen.length === 2, 'two changes');
+    assert.deepEqual(seen, ['private', 'public']);
+    // not offered: not asked, and it stays null
+    const plain = await open();
+    assert.ok(!plain.daemon.received.some((m) => m.type === 'Extensions' && /reachability/.test(m.names)));
+    assert.equal(plain.gw.reachability, null);
 });
 
 test('a node not started: Extensions goes before Start; receiveWindow is asked for', async () => {

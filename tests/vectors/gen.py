@@ -35,7 +35,7 @@ The credit extension (PROTOCOL.md, "Extension: credit") adds client types 7
 the answer: what is now on, e.g. `credit stream-window=W session-window=S
 receive-window=R presence`) and 17 (Credit, the same layout as the client's). In the
 JSON, NAMES is the text as sent (`names`) and BYTES a number (`bytes`). A daemon
-offers the extensions in Hello's VERSION tail (`libp2p-websocket/0.5.0 credit
+offers the extensions in Hello's VERSION tail (`libp2p-websocket/<version> credit
 presence`); the vectors hold messages only.
 """
 
@@ -314,6 +314,8 @@ def decode_server(b: bytes) -> dict:
     if t == 17:
         i = r.id()
         return {"type": "Credit", "id": i, "bytes": r.credit()}
+    if t == 18:
+        return {"type": "Reachability", "state": r.take(1)[0]}
     raise AssertionError(t)
 
 
@@ -479,6 +481,9 @@ def server_vectors() -> list[dict]:
     add("credit", u8(17) + u64(2) + u32(1048580), {"type": "Credit", "id": "2", "bytes": 1048580})
     add("credit max id, max bytes", u8(17) + u64(2**64 - 1) + u32(2**32 - 1),
         {"type": "Credit", "id": str(2**64 - 1), "bytes": 2**32 - 1})
+    # Reachability (18), the reachability extension: 0 unknown, 1 private, 2 public.
+    for state, name in [(0, "unknown"), (1, "private"), (2, "public")]:
+        add(f"reachability {name}", u8(18) + u8(state), {"type": "Reachability", "state": state})
     return v
 
 

@@ -92,6 +92,10 @@ impl ServerMsg {
                 out.put_u64(*id);
                 out.put_u32(*bytes);
             }
+            Self::Reachability { state } => {
+                out.put_u8(server_type::REACHABILITY);
+                out.put_u8(*state);
+            }
         }
         out.freeze()
     }
@@ -122,6 +126,7 @@ impl ServerMsg {
             Self::Relayed { relay, .. } => 8 + relay.len(),
             Self::Extensions { names } => names.len(),
             Self::Credit { .. } => 8 + 4,
+            Self::Reachability { .. } => 1,
         }
     }
 
@@ -204,6 +209,9 @@ impl ServerMsg {
             server_type::CREDIT => {
                 let mut r = Reader::new("Credit", body);
                 Self::Credit { id: r.id()?, bytes: r.credit()? }
+            }
+            server_type::REACHABILITY => {
+                Self::Reachability { state: Reader::new("Reachability", body).take("STATE", 1)?[0] }
             }
             server_type::LISTENING => {
                 Self::Listening { protocol: Reader::new("Listening", body).rest_str("PROTOCOL")? }
