@@ -39,8 +39,9 @@ pub struct Cli {
     /// Serve pages live from DIR instead of the embedded ones (repeatable; first match wins)
     #[arg(long, value_name = "DIR")]
     pub files: Vec<PathBuf>,
-    /// Open http://localhost:PORT/PAGE in the default browser once listening
-    #[arg(long, value_name = "PAGE")]
+    /// Open http://localhost:PORT/PAGE in the default browser once listening (also
+    /// -browser, as the original's README spelled it)
+    #[arg(long, visible_alias = "browser", value_name = "PAGE")]
     pub browse: Option<String>,
     /// Never open a browser (overrides -browse)
     #[arg(long)]
@@ -184,7 +185,9 @@ impl Cli {
     pub fn parse_compat<I: IntoIterator<Item = String>>(args: I) -> Result<Self, clap::Error> {
         let longs: Vec<String> = <Self as clap::CommandFactory>::command()
             .get_arguments()
-            .filter_map(|a| a.get_long().map(str::to_string))
+            .filter_map(|a| a.get_long_and_visible_aliases())
+            .flatten()
+            .map(str::to_string)
             .chain(["help".to_string()])
             .collect();
         let args = args.into_iter().enumerate().map(|(i, arg)| {
@@ -297,6 +300,9 @@ mod tests {
         assert_eq!(cli.files, vec![PathBuf::from("html"), PathBuf::from("examples")]);
         assert!(cli.nopeers);
         assert_eq!(cli.browse.as_deref(), Some("chat.html"));
+        // The original README's own spelling.
+        assert_eq!(parse(&["-browser", "game.html"]).browse.as_deref(), Some("game.html"));
+        assert_eq!(parse(&["--browser=x.html"]).browse.as_deref(), Some("x.html"));
         let config = cli.into_config().unwrap();
         assert!(config.node.bootstrap.is_empty());
         assert_eq!(config.node.listen.len(), 1);
