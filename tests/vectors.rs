@@ -22,6 +22,10 @@ fn text(b: &[u8]) -> String {
 fn client_json(msg: &ClientMsg) -> Value {
     match msg {
         ClientMsg::Start { key } => json!({"type": "Start", "key": text(key)}),
+        // The July 2020 generation has no shared vectors (the JS client does not speak it).
+        ClientMsg::StartAt { port, key } => {
+            json!({"type": "StartAt", "port": port, "key": text(key)})
+        }
         ClientMsg::Listen { frames, protocol } => {
             json!({"type": "Listen", "frames": frames, "protocol": protocol})
         }
@@ -55,6 +59,9 @@ fn server_json(msg: &ServerMsg) -> Value {
         }
         ServerMsg::Identify { public, peer_id, addresses, key } => {
             json!({"type": "Identify", "public": public, "peerID": peer_id, "addresses": addresses, "key": key})
+        }
+        ServerMsg::IdentifyJuly2020 { public, peer_id, addresses, key, version } => {
+            json!({"type": "IdentifyJuly2020", "public": public, "peerID": peer_id, "addresses": addresses, "key": key, "version": version})
         }
         ServerMsg::ListenerConnection { id, peer_id, protocol } => {
             json!({"type": "ListenerConnection", "id": id.to_string(), "peerID": peer_id, "protocol": protocol})

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use libp2p::Multiaddr;
+use libp2p::{multiaddr::Protocol, Multiaddr};
 
 /// Addresses of one peer dialed at once.
 pub const DIAL_CONCURRENCY: u8 = 4;
@@ -35,6 +35,37 @@ pub struct NodeConfig {
     pub relay: Option<RelayLimits>,
     /// Relays to keep a reservation on (each ends in `/p2p/RELAY_ID`).
     pub relay_via: Vec<Multiaddr>,
+}
+
+impl NodeConfig {
+    /// This configuration with every TCP listen address on `port` (the original's July
+    /// 2020 Start carried the port its node listened on; its hosts are kept), or, with
+    /// no TCP listen address, one on every IPv4 interface.
+    pub fn with_tcp_port(&self, port: u16) -> Self {
+        let mut config = self.clone();
+        let mut any = false;
+        for addr in &mut config.listen {
+            let mut changed = Multiaddr::empty();
+            for part in addr.iter() {
+                changed.push(match part {
+                    Protocol::Tcp(_) => {
+                        any = true;
+                        Protocol::Tcp(port)
+                    }
+                    other => other,
+                });
+            }
+            *addr = changed;
+        }
+        if !any {
+            config.listen.push(
+                Multiaddr::empty()
+                    .with(Protocol::Ip4([0, 0, 0, 0].into()))
+                    .with(Protocol::Tcp(port)),
+            );
+        }
+        config
+    }
 }
 
 /// What a relay run by this node allows.

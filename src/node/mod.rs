@@ -253,12 +253,26 @@ impl NodeSlot {
     /// Starts the node with `key` (a fresh one if `None`); a running node is returned as
     /// it is, whatever key was asked for.
     pub async fn start(&self, key: Option<NodeKey>) -> Result<NodeHandle, NodeError> {
+        self.start_on_port(key, None).await
+    }
+
+    /// [`NodeSlot::start`], with its TCP listeners on `port` when one is given (the
+    /// original's July 2020 Start; see [`NodeConfig::with_tcp_port`]).
+    pub async fn start_on_port(
+        &self,
+        key: Option<NodeKey>,
+        port: Option<u16>,
+    ) -> Result<NodeHandle, NodeError> {
         let _one_at_a_time = self.starting.lock().await;
         if let Some(node) = self.current() {
             return Ok(node);
         }
         let key = key.unwrap_or_else(NodeKey::generate);
-        let node = NodeHandle::start(&self.config, key, self.cancel.clone()).await?;
+        let config = match port {
+            Some(port) => self.config.with_tcp_port(port),
+            None => self.config.clone(),
+        };
+        let node = NodeHandle::start(&config, key, self.cancel.clone()).await?;
         self.current.send_replace(Some(node.clone()));
         Ok(node)
     }

@@ -49,6 +49,10 @@ pub enum Relay {
 pub enum ClientMsg {
     /// Start the libp2p node, with a key (base64 protobuf text) or empty for a new one.
     Start { key: Bytes },
+    /// Start as the original's July 2020 pages said it: `[PORT:2][KEY: rest]`, the
+    /// node's TCP port (0: the default) before the key. Such a session is answered in
+    /// that generation's Identify layout.
+    StartAt { port: u16, key: Bytes },
     /// Listen for incoming streams on `protocol`.
     Listen { frames: bool, protocol: String },
     /// Stop listening; `retain` keeps the listener's open connections.
@@ -79,6 +83,15 @@ pub enum ServerMsg {
         peer_id: String,
         addresses: String,
         key: String,
+    },
+    /// Identify in the original's July 2020 layout (`[KEY: str][VERSION: rest]`), for
+    /// sessions that started the node that way.
+    IdentifyJuly2020 {
+        public: bool,
+        peer_id: String,
+        addresses: String,
+        key: String,
+        version: String,
     },
     ListenerConnection {
         id: ConnId,
@@ -430,5 +443,49 @@ mod tests {
         connect.extend_from_slice(b"/p");
         assert_eq!(err(&connect), "Connect: PROTOCOL length 300 exceeds message (2 bytes left)");
         assert_eq!(err(&[1, 7, b'/']), "Listen: FRAMES flag must be 0 or 1, got 7");
+    }
+
+    #[test]
+    fn start_is_read_in_the_layout_of_each_generation() {
+        let start = |body: &[u8]| {
+            let mut msg = vec![client_type::START];
+            msg.extend_from_slice(body);
+            ClientMsg::decode(Bytes::from(msg)).unwrap()
+        };
+        let key = b"CAESQCWIc99e8LjEn5El9T5wy42PfsBSCexYV47o50aQyzpr";
+        let with = |head: &[u8]| [head, &key[..]].concat();
+        let at = |port, key: &[u8]| ClientMsg::StartAt { port, key: Bytes::copy_from_slice(key) };
+        // Spring 2020: the key text alone; the README: a str that is exactly the rest.
+        assert_eq!(start(key), ClientMsg::Start { key: Bytes::copy_from_slice(key) });
+        let readme = with(&(key.len() as u16).to_be_bytes());
+        assert_eq!(start(&readme), ClientMsg::Start { key: Bytes::copy_from_slice(key) });
+        // July 2020: a port, low (below 0x20 at first, like a str) or high, then the key.
+        assert_eq!(start(&with(&4001u16.to_be_bytes())), at(4001, key));
+        assert_eq!(start(&with(&50_000u16.to_be_bytes())), at(50_000, key));
+        assert_eq!(start(&with(&[0, 0])), at(0, key));
+        // The July client's own call without a key: port 0, no key (the README's empty key).
+        assert_eq!(start(&[0, 0]), ClientMsg::Start { key: Bytes::new() });
+        assert_eq!(start(&[0x0f, 0xa1]), at(4001, b""));
+        // Text that is no key stays a (bad) key, refused when used.
+        let odd = "ключ".as_bytes();
+        assert_eq!(start(odd), ClientMsg::Start { key: Bytes::copy_from_slice(odd) });
+        // Each encodes as it decodes.
+        for msg in [at(4001, key), at(50_000, key), at(0, key)] {
+            assert_eq!(ClientMsg::decode(msg.encode()).unwrap(), msg);
+        }
+    }
+
+    #[test]
+    fn identify_in_the_july_2020_layout_counts_its_key() {
+        let msg = ServerMsg::IdentifyJuly2020 {
+            public: true,
+            peer_id: "12D3".into(),
+            addresses: "[]".into(),
+            key: "k".into(),
+            version: "v1".into(),
+        };
+        let bytes = msg.encode();
+        assert_eq!(&bytes[..], b"\x01\x01\x00\x0412D3\x00\x02[]\x00\x01kv1");
+        assert_eq!(bytes.len(), msg.encoded_len());
     }
 }

@@ -136,6 +136,8 @@ struct Session {
     reachability: Option<watch::Receiver<Reachability>>,
     /// The reachability extension: a Reachability message after each Identify.
     reachability_on: bool,
+    /// Which of the original's wire generations the page speaks (from its Start).
+    generation: start::Generation,
     out: Outbox,
     streams: Streams,
     listeners: Listeners,
@@ -153,6 +155,7 @@ impl Session {
             node: None,
             reachability: None,
             reachability_on: false,
+            generation: start::Generation::default(),
             out,
             listeners: Listeners::default(),
             connects: Connects::default(),
@@ -252,7 +255,11 @@ impl Session {
             }
         };
         match msg {
-            ClientMsg::Start { key } => self.on_start(key).await,
+            ClientMsg::Start { key } => self.on_start(key, None).await,
+            ClientMsg::StartAt { port, key } => {
+                self.generation = start::Generation::July2020;
+                self.on_start(key, Some(port)).await
+            }
             ClientMsg::Listen { frames, protocol } => self.on_listen(frames, protocol),
             ClientMsg::Stop { retain, protocol } => self.on_stop(retain, protocol).await,
             ClientMsg::Close { id } => self.streams.on_close(id).await,

@@ -10,8 +10,22 @@ use crate::{
     protocol::ServerMsg,
 };
 
+/// The original's wire generations that differ in what this daemon sends back.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    /// Its spring 2020 pages and README (Identify's KEY is `rest`).
+    #[default]
+    Spring,
+    /// Its July 2020 pages: Start carried a port, Identify's KEY is a `str` and a
+    /// version follows it.
+    July2020,
+}
+
 impl Session {
-    pub(super) async fn on_start(&mut self, key: Bytes) {
+    /// Start, with the TCP port a July 2020 page named (0: the default). Like the key,
+    /// the port is taken only from a browser on the daemon's machine.
+    pub(super) async fn on_start(&mut self, key: Bytes, port: Option<u16>) {
+        let port = port.filter(|&port| port != 0 && self.loopback);
         let key = if key.is_empty() {
             None
         } else if !self.loopback {
@@ -34,7 +48,7 @@ impl Session {
                 }
             }
         };
-        match self.shared.node.start(key).await {
+        match self.shared.node.start_on_port(key, port).await {
             Ok(node) => self.node_ready(node).await,
             Err(e) => {
                 tracing::warn!(error = %e, "node failed to start");
@@ -76,11 +90,14 @@ impl Session {
         // The private key lets its holder act as this node: only a browser on this very
         // machine (the daemon's owner) gets it.
         let key = if self.loopback { node.key().text.clone() } else { String::new() };
-        self.out.reply(&ServerMsg::Identify {
-            public: node.identify_public(),
-            peer_id: node.peer_id().to_base58(),
-            addresses: node.addresses_json(),
-            key,
+        let (public, peer_id, addresses) =
+            (node.identify_public(), node.peer_id().to_base58(), node.addresses_json());
+        self.out.reply(&match self.generation {
+            Generation::Spring => ServerMsg::Identify { public, peer_id, addresses, key },
+            Generation::July2020 => {
+                let version = crate::AGENT.to_string();
+                ServerMsg::IdentifyJuly2020 { public, peer_id, addresses, key, version }
+            }
         });
         self.send_reachability();
     }

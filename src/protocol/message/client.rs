@@ -11,7 +11,7 @@ impl ClientMsg {
     pub fn decode(bytes: Bytes) -> Result<Self, DecodeError> {
         let (&kind, body) = bytes.split_first().ok_or(DecodeError::Empty)?;
         match kind {
-            client_type::START => Ok(Self::Start { key: decode_start_key(&bytes)? }),
+            client_type::START => decode_start(&bytes),
             client_type::LISTEN => {
                 let mut r = Reader::new("Listen", body);
                 let frames = r.flag("FRAMES")?;
@@ -46,6 +46,11 @@ impl ClientMsg {
     pub fn encode(&self) -> Bytes {
         let mut out = BytesMut::new();
         match self {
+            Self::StartAt { port, key } => {
+                out.put_u8(client_type::START);
+                out.put_u16(*port);
+                out.put_slice(key);
+            }
             Self::Start { key } => {
                 out.put_u8(client_type::START);
                 // A key that itself begins below 0x20 would read as the README layout:
@@ -119,27 +124,46 @@ fn decode_extensions(body: &[u8]) -> Result<ClientMsg, DecodeError> {
     Ok(ClientMsg::Extensions { names: Reader::new("Extensions", body).rest_str("NAMES")? })
 }
 
-/// Start: `[KEY: rest]` (the original client) or `[KEY: str]` (the README). Key text is
-/// base64, which never begins with a byte below 0x20, while a `str` length of a key
-/// shorter than 8 KiB always does.
-fn decode_start_key(bytes: &Bytes) -> Result<Bytes, DecodeError> {
+/// Start, in the layout of the page's generation:
+/// - `[KEY: rest]` (the original's spring 2020 client): key text is base64, so the
+///   whole body is base64 text (or anything that is not one of the others);
+/// - `[KEY: str]` (the original README): a length below 8 KiB (first byte below 0x20)
+///   that is exactly what follows;
+/// - `[PORT:2][KEY: rest]` (its July 2020 client): two bytes, then base64 text. A port
+///   below 8192 begins below 0x20, like a `str` length, and is told apart by not
+///   matching the rest's length; one above is told from key text by its bytes, which
+///   are not base64 (a port whose two bytes both happen to be base64 characters reads
+///   as part of a key, and that key is then refused as invalid).
+fn decode_start(bytes: &Bytes) -> Result<ClientMsg, DecodeError> {
     let body = &bytes[1..];
+    let key_text = |b: &[u8]| {
+        b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || b"+/=".contains(&c) || c.is_ascii_whitespace())
+    };
+    let start_at = || {
+        let port = u16::from_be_bytes([body[0], body[1]]);
+        Ok(ClientMsg::StartAt { port, key: bytes.slice(3..) })
+    };
     match body.first() {
+        None => Ok(ClientMsg::Start { key: Bytes::new() }),
         Some(&first) if first < 0x20 => {
-            let mut r = Reader::new("Start", body);
-            let len = r.take("KEY", 2)?;
-            let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-            if len > r.buf.len() {
-                return Err(DecodeError::LengthExceeds {
+            if body.len() < 2 {
+                return Err(DecodeError::Truncated {
                     msg: "Start",
                     field: "KEY",
-                    len,
-                    have: r.buf.len(),
+                    needed: 2,
+                    have: 1,
                 });
             }
-            Ok(bytes.slice(3..3 + len))
+            let len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+            if len == body.len() - 2 {
+                Ok(ClientMsg::Start { key: bytes.slice(3..) })
+            } else {
+                start_at()
+            }
         }
-        _ => Ok(bytes.slice(1..)),
+        Some(_) if !key_text(body) && body.len() >= 2 && key_text(&body[2..]) => start_at(),
+        Some(_) => Ok(ClientMsg::Start { key: bytes.slice(1..) }),
     }
 }
 

@@ -21,6 +21,14 @@ impl ServerMsg {
                 put_str(&mut out, addresses);
                 out.put_slice(key.as_bytes());
             }
+            Self::IdentifyJuly2020 { public, peer_id, addresses, key, version } => {
+                out.put_u8(server_type::IDENTIFY);
+                out.put_u8(u8::from(*public));
+                put_str(&mut out, peer_id);
+                put_str(&mut out, addresses);
+                put_str(&mut out, key);
+                out.put_slice(version.as_bytes());
+            }
             Self::ListenerConnection { id, peer_id, protocol } => {
                 out.put_u8(server_type::LISTENER_CONNECTION);
                 out.put_u64(*id);
@@ -106,6 +114,9 @@ impl ServerMsg {
             Self::Hello { version, .. } => 1 + version.len(),
             Self::Identify { peer_id, addresses, key, .. } => {
                 1 + 2 + peer_id.len() + 2 + addresses.len() + key.len()
+            }
+            Self::IdentifyJuly2020 { peer_id, addresses, key, version, .. } => {
+                1 + 2 + peer_id.len() + 2 + addresses.len() + 2 + key.len() + version.len()
             }
             Self::ListenerConnection { peer_id, protocol, .. }
             | Self::PeerConnection { peer_id, protocol, .. } => {
