@@ -53,9 +53,14 @@ impl ClientMsg {
             }
             Self::Start { key } => {
                 out.put_u8(client_type::START);
-                // A key that itself begins below 0x20 would read as the README layout:
-                // say it in that layout (found by fuzzing).
-                if key.first().is_some_and(|&b| b < 0x20) && key.len() <= usize::from(u16::MAX) {
+                // A key that would read as another layout (one beginning below 0x20, or
+                // one that looks like a July 2020 port and key; found by fuzzing) is said
+                // in the README's layout, which reads back exactly.
+                let mut raw = BytesMut::from(&[client_type::START][..]);
+                raw.put_slice(key);
+                let plain =
+                    matches!(decode_start(&raw.freeze()), Ok(Self::Start { key: k }) if k == *key);
+                if !plain && key.len() <= usize::from(u16::MAX) {
                     out.put_u16(key.len() as u16);
                 }
                 out.put_slice(key);
