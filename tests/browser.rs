@@ -12,6 +12,12 @@
 //!   `-peer`: a game hosted on A is found through presence in the lobbies of a page on
 //!   A and a page on B (no connect string), both join, everyone's moves reach everyone;
 //!   a guest whose stream is held gets no state until it drains, then the newest only.
+//! - `generations.mjs`: chat pages of the original's spring 2020 and July 2020
+//!   generations (`tests/browser/generations/`, served with `-files`), each speaking its
+//!   generation's bytes (Start, Hello, Identify), on two lazily started daemons per
+//!   generation: host, join from the other daemon, chat both ways, Disconnect (done
+//!   only on the Connection Closed of the closed stream), join again, chat again.
+//!   The July pages name the TCP port their node listens on.
 //! - `credit.mjs`: the credit extension between pages on two daemons (their own
 //!   index.html, driving the embedded `/protocol.js`): a raw stream whose reader stops
 //!   holds its writer well below the 16 MiB it writes, while a chat stream of the same
@@ -239,5 +245,73 @@ fn game_lobby_finds_games_across_two_daemons_in_chromium() {
         "game-guest-local.png",
         "game-guest-remote.png",
         "game-phone.png",
+    ]);
+}
+
+/// A TCP port in `range` free on 127.0.0.1 just now (tried from a point that differs
+/// from run to run).
+fn free_port_in(range: std::ops::Range<u16>) -> u16 {
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+    let (start, len) = (u32::from(range.start), u32::from(range.end - range.start));
+    (0..len)
+        .map(|i| (start + (seed % len + i * 97) % len) as u16)
+        .find(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .unwrap_or_else(|| panic!("no free TCP port on 127.0.0.1 in {range:?}"))
+}
+
+#[test]
+fn chat_pages_of_the_originals_spring_and_july_2020_generations_run_in_chromium() {
+    // Two lazily started daemons (no key) per generation: each page's Start starts its
+    // own daemon's node, in its generation's layout. Pages served live, not embedded.
+    let files = ["-files", "tests/browser/generations"];
+    {
+        let host = daemon(&files);
+        let guest = daemon(&files);
+        node_script("generations.mjs", &["spring".into(), host.url(""), guest.url("")]);
+    }
+    let host = daemon(&files);
+    let guest = daemon(&files);
+    // The pages' Start is [0][PORT:2] (no key). The host's port is below 8192: its first
+    // byte is below 0x20, like a `str` length (the daemon used to read it as one: "KEY
+    // length … exceeds message"). The guest's is above 32767: its first byte is not a
+    // base64 character, so it is not read as key text.
+    let (host_port, guest_port) = (free_port_in(2048..8192), free_port_in(32768..61000));
+    node_script(
+        "generations.mjs",
+        &[
+            "july".into(),
+            host.url(""),
+            guest.url(""),
+            host_port.to_string(),
+            guest_port.to_string(),
+        ],
+    );
+    // The July Start's PORT became the node's TCP port (the pages saw it in Identify;
+    // the daemon logs it when the node starts, or later as `listening address=...`).
+    for (who, d, port) in [("host", &host, host_port), ("guest", &guest, guest_port)] {
+        let address = format!("/ip4/127.0.0.1/tcp/{port}");
+        let on_port = |line: &str| {
+            (line.contains("libp2p node started") || line.contains("listening")).then_some(())?;
+            line.match_indices(&address)
+                .any(|(at, _)| {
+                    !line[at + address.len()..].starts_with(|c: char| c.is_ascii_digit())
+                })
+                .then_some(())
+        };
+        assert!(
+            d.wait_for(Duration::from_secs(5), on_port).is_some(),
+            "the July {who} daemon's node did not listen on {address}; it printed:\n{}",
+            d.output()
+        );
+    }
+    assert_shots(&[
+        "generations-spring-host.png",
+        "generations-spring-guest.png",
+        "generations-july-host.png",
+        "generations-july-guest.png",
     ]);
 }

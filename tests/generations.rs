@@ -54,15 +54,24 @@ async fn a_july_2020_start_with_a_port_starts_the_node_there_in_that_generations
 }
 
 #[tokio::test]
-async fn the_july_2020_chat_start_without_a_key_starts_the_node() {
+async fn the_july_2020_chats_own_start_is_answered_in_its_generations_words() {
     // Its chat called start(key) with the key as the port: [0][0][0], no key.
     let daemon = Daemon::local().await;
     let mut page = Client::connect(&daemon).await;
     assert!(matches!(page.recv().await, ServerMsg::Hello { started: false, .. }));
     page.send_raw(vec![0, 0, 0]).await;
-    assert!(matches!(page.recv().await, ServerMsg::Identify { .. }));
-    // And a Start of today's layout answers an Identify of today's layout.
-    page.send(ClientMsg::Start { key: Bytes::new() }).await;
-    assert!(matches!(page.recv().await, ServerMsg::Identify { .. }));
+    let msg = within("Identify", futures::StreamExt::next(&mut page.ws)).await.unwrap().unwrap();
+    let bytes = msg.into_data();
+    let (_, next) = counted(&bytes, 2);
+    let (_, next) = counted(&bytes, next);
+    let (key, next) = counted(&bytes, next);
+    assert!(libp2p_websocket::node::NodeKey::from_text(&key).is_ok(), "a whole key: {key}");
+    assert!(String::from_utf8_lossy(&bytes[next..]).starts_with("libp2p-websocket/"));
+    // A spring page on the same daemon gets the spring layout.
+    let mut spring = Client::connect(&daemon).await;
+    assert!(matches!(spring.recv().await, ServerMsg::Hello { started: true, .. }));
+    assert!(matches!(spring.recv().await, ServerMsg::Identify { .. }));
+    spring.send(ClientMsg::Start { key: Bytes::new() }).await;
+    assert!(matches!(spring.recv().await, ServerMsg::Identify { .. }));
     daemon.stop().await;
 }

@@ -463,8 +463,8 @@ mod tests {
         assert_eq!(start(&with(&4001u16.to_be_bytes())), at(4001, key));
         assert_eq!(start(&with(&50_000u16.to_be_bytes())), at(50_000, key));
         assert_eq!(start(&with(&[0, 0])), at(0, key));
-        // The July client's own call without a key: port 0, no key (the README's empty key).
-        assert_eq!(start(&[0, 0]), ClientMsg::Start { key: Bytes::new() });
+        // The July chat's own call, start(key): port 0, no key (not the README's empty key).
+        assert_eq!(start(&[0, 0]), at(0, b""));
         assert_eq!(start(&[0x0f, 0xa1]), at(4001, b""));
         // Text that is no key stays a (bad) key, refused when used.
         let odd = "ключ".as_bytes();

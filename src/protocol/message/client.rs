@@ -134,7 +134,8 @@ fn decode_extensions(body: &[u8]) -> Result<ClientMsg, DecodeError> {
 ///   whole body is base64 text (or anything that is not one of the others);
 /// - `[KEY: str]` (the original README): a length below 8 KiB (first byte below 0x20)
 ///   that is exactly what follows;
-/// - `[PORT:2][KEY: rest]` (its July 2020 client): two bytes, then base64 text. A port
+/// - `[PORT:2][KEY: rest]` (its July 2020 client): two bytes, then base64 text (its
+///   chat sent just `[0][0]`, no key, which also reads so). A port
 ///   below 8192 begins below 0x20, like a `str` length, and is told apart by not
 ///   matching the rest's length; one above is told from key text by its bytes, which
 ///   are not base64 (a port whose two bytes both happen to be base64 characters reads
@@ -151,6 +152,10 @@ fn decode_start(bytes: &Bytes) -> Result<ClientMsg, DecodeError> {
     };
     match body.first() {
         None => Ok(ClientMsg::Start { key: Bytes::new() }),
+        // The original's July 2020 chat called start(key) with the key as the port:
+        // `[0][0]`, no key. (The README's empty `str` key says the same, bar the
+        // generation.)
+        Some(0) if body == [0, 0] => start_at(),
         Some(&first) if first < 0x20 => {
             if body.len() < 2 {
                 return Err(DecodeError::Truncated {
