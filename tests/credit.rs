@@ -162,6 +162,10 @@ async fn a_remote_that_reads_nothing_holds_only_its_own_stream() {
     assert!(c.closed.is_empty(), "{:?}", c.closed);
     let stuck = c.stream_window - c.left[&stalled];
     assert!(stuck > 0 && stuck <= window, "{stuck} bytes held for the stalled stream");
+    // What the remote did take (its yamux window, 256 KiB, less the protocol's
+    // negotiation) came back, all of it, though the remote then stopped.
+    let returned = window - stuck;
+    assert!(returned >= 252 << 10, "only {returned} bytes of credit came back");
     c.round_trip(echo, b"still going").await;
     daemon.stop().await;
 }

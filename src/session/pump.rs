@@ -306,42 +306,33 @@ async fn read_frame(
     Ok(Some((buf.freeze(), permit)))
 }
 
-/// Bytes a write pump has taken and not yet given back, and its queue: whatever
-/// happens to the pump (a failed write, an abort when the stream is given up), every
-/// byte is given back once, written or not. Without it a stream given up with Data
-/// queued would leave its session's budget (or the browser's credit) short for good.
+/// Bytes a write pump has taken and not yet written, and its queue: whatever happens
+/// to the pump (a failed write, an abort when the stream is given up), every byte is
+/// given back once, written or not. Without it a stream given up with Data queued
+/// would leave its session's budget (or the browser's credit) short for good.
+///
+/// Written bytes go back at once, each write: a remote that stops reading must not
+/// keep the credit of what it did take (with credit, the outbox folds the returns of
+/// a stream into one Credit message while one waits).
 struct Unwritten<'a> {
     account: &'a Account,
     queue: &'a WriteQueue,
     /// Taken from the queue, not yet written.
     in_flight: usize,
-    /// Written, not yet given back (returns are batched).
-    written: usize,
 }
 
 impl Unwritten<'_> {
     fn wrote(&mut self, n: usize) {
         self.in_flight -= n;
-        self.written += n;
-        if self.written >= RETURN_BATCH {
-            self.settle();
-        }
-    }
-
-    fn settle(&mut self) {
-        self.account.release(std::mem::take(&mut self.written));
+        self.account.release(n);
     }
 }
 
 impl Drop for Unwritten<'_> {
     fn drop(&mut self) {
-        let left = self.written + self.in_flight + self.queue.abandon();
-        self.account.release(left);
+        self.account.release(self.in_flight + self.queue.abandon());
     }
 }
-
-/// Written bytes given back at once, at least (and at the end of each burst).
-const RETURN_BATCH: usize = 64 * 1024;
 
 /// What a write pump needs to know.
 pub struct WritePump {
@@ -359,8 +350,7 @@ impl WritePump {
     /// and closes the stream's write side when the session finishes the queue. `_keep`
     /// (the per-peer stream slot) is held as long as the stream is.
     pub async fn run<K: Send>(self, mut wr: WriteHalf<BoxIo>, queue: Arc<WriteQueue>, _keep: K) {
-        let mut unwritten =
-            Unwritten { account: &self.account, queue: &queue, in_flight: 0, written: 0 };
+        let mut unwritten = Unwritten { account: &self.account, queue: &queue, in_flight: 0 };
         while let Some(chunk) = queue.take().await {
             unwritten.in_flight = chunk.len();
             let result = async {
@@ -373,7 +363,6 @@ impl WritePump {
                     rest = &rest[n..];
                     unwritten.wrote(n);
                 }
-                unwritten.settle();
                 if queue.is_empty() {
                     progress(self.stall, wr.flush()).await?;
                 }
