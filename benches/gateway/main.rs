@@ -4,17 +4,22 @@
 //! WebSocket client listening on daemon B, framed and raw, over TCP and QUIC) next to
 //! one direct rust-libp2p stream between two plain nodes; 64-byte round trips through
 //! both daemons next to a direct stream echo; how many streams and sessions one daemon
-//! holds and its memory for them; and each daemon's peak RSS per run.
+//! holds and its memory for them; echo pipelines with at most W bytes in flight,
+//! without and with the credit extension, alone and beside a stream whose remote never
+//! reads, and the daemon's memory for credit streams (`pipeline.rs`); and each
+//! daemon's peak RSS per run.
 //!
 //! Every client, node and daemon is a process of its own (this binary re-executed in a
 //! role, see `roles.rs`), so the daemon's figures are its own. Every wait has a
 //! deadline, and every child dies with the bench.
 //!
-//! Flags: `--quick` (a few MiB, for CI), `--only throughput,latency,streams,sessions`,
-//! `--bytes MIB`, `--runs N` (median of N throughput and latency runs). Without
-//! `--bench` (cargo test --all-targets runs benches that way) it runs `--quick`.
+//! Flags: `--quick` (a few MiB, for CI), `--only
+//! throughput,latency,streams,sessions,pipeline`, `--bytes MIB`, `--runs N` (median of
+//! N throughput, latency and pipeline runs). Without `--bench` (cargo test
+//! --all-targets runs benches that way) it runs `--quick`.
 
 mod harness;
+mod pipeline;
 mod roles;
 
 use std::time::Duration;
@@ -35,6 +40,8 @@ struct Size {
     streams_per_session: usize,
     peers: usize,
     sessions: usize,
+    /// Credit streams to a never-reading remote, in the pipeline part.
+    hold_streams: usize,
     runs: usize,
 }
 
@@ -49,6 +56,7 @@ impl Size {
                 streams_per_session: 50,
                 peers: 4,
                 sessions: 50,
+                hold_streams: 20,
                 runs: 1,
             }
         } else {
@@ -62,6 +70,7 @@ impl Size {
                 streams_per_session: 1000,
                 peers: 32,
                 sessions: 1000,
+                hold_streams: 200,
                 runs: 1,
             }
         }
@@ -90,7 +99,8 @@ fn main() {
     if let Some(runs) = value("--runs").and_then(|v| v.parse::<usize>().ok()) {
         size.runs = runs.max(1);
     }
-    let only = value("--only").unwrap_or_else(|| "throughput,latency,streams,sessions".into());
+    let only =
+        value("--only").unwrap_or_else(|| "throughput,latency,streams,sessions,pipeline".into());
     let wanted = |part: &str| only.split(',').any(|p| p == part);
 
     harness::watchdog(if quick { secs(10 * 60) } else { secs(45 * 60) });
@@ -151,6 +161,9 @@ fn main() {
         let run = sessions(&size);
         failed |= table.sessions(&size, &run);
         peaks.push(peak_row("peak RSS, sessions", &run, &Err(String::new())));
+    }
+    if wanted("pipeline") {
+        failed |= pipeline::run(&size, &mut table, &mut peaks);
     }
 
     table.rows.push(Row::section("daemon peak RSS per run (MiB; direct: the larger node)"));

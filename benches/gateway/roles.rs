@@ -21,6 +21,9 @@ use libp2p_websocket::protocol::{ClientMsg, ConnId, ConnectTarget, Relay, Server
 use tokio::{net::TcpStream, sync::mpsc};
 use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
 
+/// The pipeline part's roles.
+mod pipe;
+
 /// The longest a role waits for any one answer.
 const STEP: Duration = Duration::from_secs(120);
 /// The longest a role lives.
@@ -128,6 +131,11 @@ async fn run(role: &str, args: &Args, commands: &mut Commands) -> Result<()> {
         "p2p-ping" => p2p_ping(args).await,
         "p2p-echo" => p2p_echo(args).await,
         "p2p-sink" => p2p_sink(args).await,
+        "ws-pipe" => pipe::ws_pipe(args).await,
+        "ws-hold" => pipe::ws_hold(args, commands).await,
+        "p2p-pipe" => pipe::p2p_pipe(args).await,
+        "p2p-hold" => pipe::p2p_hold(args, commands).await,
+        "p2p-pipe-echo" => pipe::p2p_pipe_echo(args).await,
         other => Err(format!("unknown role {other}")),
     }
 }
@@ -280,6 +288,9 @@ impl Client {
             match self.recv().await? {
                 ServerMsg::PeerConnection { id, .. } => return Ok(id),
                 ServerMsg::Identify { .. } => continue,
+                // The answer to an earlier Close (a refused Connect is answered Peer
+                // Connection Refused).
+                ServerMsg::ConnectionClosed { .. } => continue,
                 other => return Err(format!("expected Peer Connection, got {other:?}")),
             }
         }
@@ -576,7 +587,8 @@ async fn ws_streams(args: &Args, commands: &mut Commands) -> Result<()> {
                 match session.recv().await? {
                     ServerMsg::PeerConnection { id, .. } => ids.push(id),
                     ServerMsg::PeerConnectionRefused { error, .. } => refused.push(error),
-                    ServerMsg::ConnectionClosed { id, reason } => {
+                    // Others are the answers to the warm-up streams' Close.
+                    ServerMsg::ConnectionClosed { id, reason } if ids.contains(&id) => {
                         return Err(format!("stream {id} closed while opening: {reason}"))
                     }
                     _ => continue,
