@@ -40,8 +40,11 @@ fn interop_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/interop")
 }
 
-/// Installs the js-libp2p packages from the lockfile, once.
+/// Installs the js-libp2p packages from the lockfile, once (the tests of this file
+/// run at once, and two `npm ci` in one folder break each other).
 fn npm_ci() {
+    static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one_at_a_time = INSTALL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = interop_dir();
     if dir.join("node_modules/libp2p").exists() {
         return;
