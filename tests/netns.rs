@@ -613,3 +613,71 @@ async fn the_dht_finds_a_public_peer_by_its_id() {
     assert_eq!(from, d2.peer_id.to_base58());
     exchange(&mut s2, id, &mut sq, q_id).await;
 }
+
+/// Scenario 5: AutoRelay. A NATed daemon given no `--relay-via`, only a bootstrap peer
+/// that serves as a relay, finds out it is private and takes a reservation on that
+/// relay by itself; its connect string then carries the circuit address, and a daemon
+/// behind another NAT reaches it with nothing but that string.
+#[tokio::test]
+async fn a_natted_peer_without_relay_via_is_reached_through_autorelay() {
+    let mut lab = lab_or_skip!('5');
+    let p_host = lab.public_host("P", 1);
+    let r1 = lab.router("R1", 11, 1);
+    let r2 = lab.router("R2", 12, 2);
+    let d1_host = lab.nat_host(&r1, "D1", 2);
+    let d2_host = lab.nat_host(&r2, "D2", 2);
+    let p = lab.daemon(&p_host, &["-relay"]);
+    let p_addr = p.tcp_addr().to_string();
+    let p_id = p.peer_id.to_base58();
+    let d1 = lab.daemon(&d1_host, &["-peer", &p_addr]);
+    let d1_id = d1.peer_id.to_base58();
+    let d2 = lab.daemon(&d2_host, &["-peer", &p_addr]);
+    let started = Instant::now();
+    let mut s1 = Session::open(&d1).await;
+    s1.listen(RELAYED).await;
+    // Private (AutoNAT), then a circuit address through P among its addresses.
+    let circuit = format!("/p2p/{p_id}/p2p-circuit");
+    let look = loop {
+        let look = Session::open(&d1).await;
+        if look.addresses.contains(&circuit) {
+            break look;
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(60),
+            "D1's addresses after {waited:?}: {}",
+            look.addresses
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert_eq!(look.identifies.last(), Some(&false), "D1 is private: {:?}", look.identifies);
+    eprintln!(
+        "AutoRelay: D1 announces a circuit through P {:.1} s after it started: {}",
+        started.elapsed().as_secs_f64(),
+        look.addresses
+    );
+    // D2, behind R2, connects with D1's connect string alone (no relay named).
+    let mut s2 = Session::open(&d2).await;
+    s2.presence_off().await;
+    let connect = lab_connect_string(&d1, &look.addresses);
+    let (id, who) = s2
+        .try_connect_retrying(&connect, Relay::Direct, RELAYED, STEP, Duration::from_secs(1))
+        .await
+        .expect("D2 reaches D1 through its AutoRelay address");
+    assert_eq!(who, d1_id);
+    assert_eq!(s2.relayed(id).await, p_id, "D2's stream goes through P");
+    let (l_id, from) = s1.accepted(RELAYED).await;
+    assert_eq!(from, d2.peer_id.to_base58());
+    exchange(&mut s2, id, &mut s1, l_id).await;
+}
+
+/// `daemon`'s `/addrs/` connect string with the addresses a session was told (a JSON
+/// array of multiaddrs without `/p2p/<daemon>`).
+fn lab_connect_string(daemon: &Daemon, addresses: &str) -> String {
+    let addrs: Vec<String> = serde_json::from_str(addresses).unwrap();
+    let target = libp2p_websocket::protocol::ConnectTarget {
+        peer: daemon.peer_id,
+        addrs: addrs.iter().filter_map(|a| a.parse().ok()).collect(),
+    };
+    target.to_connect_string()
+}

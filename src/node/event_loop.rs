@@ -181,15 +181,21 @@ impl EventLoop {
                     }
                 }
                 self.peers.identified(peer_id, &info);
+                let private = self.reach.now() == Reachability::Private;
+                self.relays.auto_relay(swarm, private, &self.peers);
             }
             BehaviourEvent::Autonat(autonat::Event::StatusChanged { old, new }) => {
                 tracing::info!(?old, ?new, "AutoNAT status");
                 self.reach.on_nat_status(swarm, new);
+                let private = self.reach.now() == Reachability::Private;
+                self.relays.auto_relay(swarm, private, &self.peers);
             }
             BehaviourEvent::AutonatClient(event) => {
                 let (addr, ok) = (event.tested_addr, event.result.is_ok());
                 tracing::debug!(%addr, server = %event.server, ok, "AutoNAT v2 test");
                 self.reach.on_address_tested(swarm, addr, ok);
+                let private = self.reach.now() == Reachability::Private;
+                self.relays.auto_relay(swarm, private, &self.peers);
             }
             BehaviourEvent::Kad(kad::Event::OutboundQueryProgressed {
                 id,

@@ -93,6 +93,11 @@ impl Reach {
         self.update(swarm);
     }
 
+    /// What is known now.
+    pub fn now(&self) -> Reachability {
+        *self.now.borrow()
+    }
+
     /// Public when AutoNAT v1 says so or v2 confirmed a public address; private when
     /// v1 says so; unknown otherwise. A forced answer never changes.
     fn update(&mut self, swarm: &mut Swarm<Behaviour>) {
