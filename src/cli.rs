@@ -71,6 +71,10 @@ pub struct Cli {
     /// Turn off mDNS (on by default: daemons on one LAN find each other with no flags)
     #[arg(long)]
     pub nomdns: bool,
+    /// Turn off UPnP port mapping on the LAN's router (on by default, as in the
+    /// original, when libp2p listens beyond loopback)
+    #[arg(long)]
+    pub noupnp: bool,
     /// Act as a circuit relay v2 for other peers, within the --relay-max-* and
     /// --relay-circuit-* limits
     #[arg(long)]
@@ -238,6 +242,7 @@ impl Cli {
                 max_pending_dials: self.max_pending_dials.max(1),
                 max_memory: self.max_memory_mib << 20,
                 mdns: !self.nomdns,
+                upnp: !self.noupnp,
                 relay: self.relay.then_some(RelayLimits {
                     max_reservations: self.relay_max_reservations,
                     max_circuits: self.relay_max_circuits,

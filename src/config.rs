@@ -129,12 +129,13 @@ pub struct Config {
 
 impl Config {
     /// A configuration for tests and embedding: loopback-only libp2p, no bootstrap peers,
-    /// no mDNS (which would talk to the LAN).
+    /// no mDNS or UPnP (which would talk to the LAN).
     pub fn local() -> Self {
         Self {
             node: NodeConfig {
                 listen: vec!["/ip4/127.0.0.1/tcp/0".parse().expect("valid multiaddr")],
                 mdns: false,
+                upnp: false,
                 ..NodeConfig::default()
             },
             key: None,

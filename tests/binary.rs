@@ -100,6 +100,7 @@ fn version_and_help() {
         "--fakenatpublic",
         "--fakenatprivate",
         "--nomdns",
+        "--noupnp",
         "--relay",
         "--relay-via",
         "--relay-max-circuits",

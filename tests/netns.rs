@@ -681,3 +681,65 @@ fn lab_connect_string(daemon: &Daemon, addresses: &str) -> String {
     };
     target.to_connect_string()
 }
+
+/// Scenario 6: UPnP. A daemon behind a router that runs a UPnP IGD (miniupnpd) maps its
+/// port there by itself, announces the router's address, and is then reached at it
+/// from the internet, directly.
+#[tokio::test]
+async fn a_natted_peer_maps_its_port_with_upnp_and_is_reached_directly() {
+    let mut lab = lab_or_skip!('6');
+    let p_host = lab.public_host("P", 1);
+    let q_host = lab.public_host("Q", 2);
+    let r1 = lab.router("R1", 11, 1);
+    let d1_host = lab.nat_host(&r1, "D1", 2);
+    if let Err(why) = lab.upnp_gateway(&r1) {
+        eprintln!("no UPnP gateway here ({why}); skipping");
+        return;
+    }
+    // Before: nothing on R1's WAN address reaches inside.
+    assert!(!lab.tcp_reaches(&p_host, r1.wan, 4001), "R1 forwards 4001 before any mapping");
+    let p = lab.daemon(&p_host, &[]);
+    let d1 = lab.daemon(&d1_host, &["-peer", &p.tcp_addr().to_string()]);
+    let mapped = format!("/ip4/{}/tcp/4001", r1.wan);
+    let started = Instant::now();
+    let look = loop {
+        let look = Session::open(&d1).await;
+        if look.addresses.contains(&format!("\"{mapped}\"")) {
+            break look;
+        }
+        let waited = started.elapsed();
+        assert!(
+            waited < Duration::from_secs(45),
+            "D1's addresses after {waited:?}: {} (no {mapped}); miniupnpd:\n{}",
+            look.addresses,
+            lab.log_of(&format!("miniupnpd on {}", r1.ns))
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    eprintln!(
+        "UPnP: D1 announces {mapped} {:.1} s after it started: {}",
+        started.elapsed().as_secs_f64(),
+        look.addresses
+    );
+    // The router now forwards it, and a public daemon that knows D1 by nothing else
+    // (Q: no bootstrap peer) reaches D1 there.
+    assert!(lab.tcp_reaches(&q_host, r1.wan, 4001), "R1 does not forward the mapped port");
+    let q = lab.daemon(&q_host, &["-nomdns"]);
+    let mut s1 = Session::open(&d1).await;
+    s1.listen(RELAYED).await;
+    let mut sp = Session::open(&q).await;
+    let target = ConnectTarget { peer: d1.peer_id, addrs: vec![mapped.parse().unwrap()] };
+    let (id, who) = sp
+        .try_connect_retrying(
+            &target.to_connect_string(),
+            Relay::Direct,
+            RELAYED,
+            STEP,
+            Duration::from_secs(1),
+        )
+        .await
+        .expect("Q reaches D1 at its mapped address");
+    assert_eq!(who, d1.peer_id.to_base58());
+    let (l_id, _) = s1.accepted(RELAYED).await;
+    exchange(&mut sp, id, &mut s1, l_id).await;
+}

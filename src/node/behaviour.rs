@@ -10,7 +10,7 @@ use libp2p::{
     identity::Keypair,
     kad, mdns, memory_connection_limits, ping, relay,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
-    StreamProtocol,
+    upnp, StreamProtocol,
 };
 
 use super::{config::NodeConfig, swarm::NodeError};
@@ -42,6 +42,8 @@ pub struct Behaviour {
     pub autonat_server: autonat::v2::server::Behaviour,
     pub kad: kad::Behaviour<kad::store::MemoryStore>,
     pub mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Port mapping on the LAN's router (UPnP IGD), when on.
+    pub upnp: Toggle<upnp::tokio::Behaviour>,
     pub relay_client: relay::client::Behaviour,
     pub relay: Toggle<relay::Behaviour>,
     pub dcutr: dcutr::Behaviour,
@@ -89,6 +91,8 @@ impl Behaviour {
             relay::Behaviour::new(peer_id, relay_config)
         });
 
+        let upnp = config.upnp_on().then(upnp::tokio::Behaviour::default);
+
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
             memory: memory_connection_limits::Behaviour::with_max_bytes(config.max_memory),
@@ -106,6 +110,7 @@ impl Behaviour {
             autonat_server: autonat::v2::server::Behaviour::default(),
             kad,
             mdns: mdns.into(),
+            upnp: upnp.into(),
             relay_client,
             relay: relay.into(),
             dcutr: dcutr::Behaviour::new(peer_id),

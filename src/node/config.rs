@@ -31,13 +31,52 @@ pub struct NodeConfig {
     pub max_memory: usize,
     /// Find peers on the LAN with mDNS.
     pub mdns: bool,
+    /// Map the node's TCP and QUIC ports on the LAN's router (UPnP IGD), as the
+    /// original did; only when it listens beyond loopback (see [`NodeConfig::upnp_on`]).
+    pub upnp: bool,
     /// Act as a circuit relay v2 with these limits.
     pub relay: Option<RelayLimits>,
     /// Relays to keep a reservation on (each ends in `/p2p/RELAY_ID`).
     pub relay_via: Vec<Multiaddr>,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upnp_runs_only_when_asked_and_listening_beyond_loopback() {
+        let config = |listen: &[&str], upnp| NodeConfig {
+            listen: listen.iter().map(|a| a.parse().unwrap()).collect(),
+            upnp,
+            ..NodeConfig::default()
+        };
+        assert!(NodeConfig::default().upnp_on());
+        assert!(config(&["/ip4/0.0.0.0/tcp/0", "/ip4/127.0.0.1/tcp/1"], true).upnp_on());
+        assert!(config(&["/ip4/10.1.0.2/tcp/4001"], true).upnp_on());
+        assert!(!config(&["/ip4/127.0.0.1/tcp/0", "/ip6/::1/tcp/0"], true).upnp_on());
+        assert!(!config(&["/ip4/0.0.0.0/tcp/0"], false).upnp_on());
+        let moved = config(&["/ip4/127.0.0.1/tcp/0", "/ip4/127.0.0.1/udp/0/quic-v1"], false)
+            .with_tcp_port(4001);
+        assert_eq!(moved.listen[0], "/ip4/127.0.0.1/tcp/4001".parse().unwrap());
+        assert_eq!(moved.listen[1], "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap());
+        let added = config(&["/ip4/127.0.0.1/udp/0/quic-v1"], false).with_tcp_port(4001);
+        assert_eq!(added.listen[1], "/ip4/0.0.0.0/tcp/4001".parse().unwrap());
+    }
+}
+
 impl NodeConfig {
+    /// Whether UPnP runs: asked for, and some listen address is not loopback (a node
+    /// on loopback alone has nothing a router could map, and must not search the LAN).
+    pub fn upnp_on(&self) -> bool {
+        let beyond_loopback = |addr: &Multiaddr| match addr.iter().next() {
+            Some(Protocol::Ip4(ip)) => !ip.is_loopback(),
+            Some(Protocol::Ip6(ip)) => !ip.is_loopback(),
+            _ => false,
+        };
+        self.upnp && self.listen.iter().any(beyond_loopback)
+    }
+
     /// This configuration with every TCP listen address on `port` (the original's July
     /// 2020 Start carried the port its node listened on; its hosts are kept), or, with
     /// no TCP listen address, one on every IPv4 interface.
@@ -105,6 +144,7 @@ impl Default for NodeConfig {
             max_pending_dials: 64,
             max_memory: 1024 << 20,
             mdns: true,
+            upnp: true,
             relay: None,
             relay_via: Vec::new(),
         }

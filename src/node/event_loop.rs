@@ -5,8 +5,8 @@
 
 use futures::StreamExt as _;
 use libp2p::{
-    autonat, core::ConnectedPoint, dcutr, identify, kad, mdns, relay, swarm::SwarmEvent, Multiaddr,
-    PeerId, Swarm,
+    autonat, core::ConnectedPoint, dcutr, identify, kad, mdns, relay, swarm::SwarmEvent, upnp,
+    Multiaddr, PeerId, Swarm,
 };
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
@@ -220,6 +220,20 @@ impl EventLoop {
             BehaviourEvent::Dcutr(dcutr::Event { remote_peer_id, result }) => match result {
                 Ok(_) => tracing::info!(peer = %remote_peer_id, "hole punched: direct connection"),
                 Err(e) => tracing::info!(peer = %remote_peer_id, error = %e, "hole punch failed"),
+            },
+            // The mapped address is confirmed external by the behaviour itself (and so
+            // told in Identify); this says what happened.
+            BehaviourEvent::Upnp(event) => match event {
+                upnp::Event::NewExternalAddr { local_addr, external_addr } => {
+                    tracing::info!(%local_addr, %external_addr, "UPnP: port mapped on the router")
+                }
+                upnp::Event::ExpiredExternalAddr { external_addr, .. } => {
+                    tracing::info!(%external_addr, "UPnP: port mapping expired")
+                }
+                upnp::Event::GatewayNotFound => tracing::debug!("UPnP: no gateway on the LAN"),
+                upnp::Event::NonRoutableGateway => {
+                    tracing::info!("UPnP: the router is not on the public internet (double NAT)")
+                }
             },
             _ => {}
         }

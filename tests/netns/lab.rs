@@ -330,6 +330,97 @@ impl Lab {
         Host { name: name.into(), ns, ip, mgmt }
     }
 
+    /// Runs a UPnP IGD on `router` (Debian's `miniupnpd-nftables`, installed with apt
+    /// when missing), answering its LAN and mapping ports of its WAN address in an
+    /// nftables table of its own. Stops with the lab; its log is dumped with the others.
+    pub fn upnp_gateway(&mut self, router: &Router) -> Result<(), String> {
+        if run(&["miniupnpd", "--version"]).is_err() || run(&["nft", "--version"]).is_err() {
+            eprintln!("netns lab: installing miniupnpd-nftables and nftables with apt-get");
+            run(&["apt-get", "update", "-qq"])?;
+            let out = Command::new("apt-get")
+                .args(["install", "-y", "-qq", "--no-install-recommends"])
+                .args(["miniupnpd-nftables", "nftables"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|e| format!("apt-get install miniupnpd-nftables: {e}"))?;
+            if !out.status.success() {
+                let why = String::from_utf8_lossy(&out.stderr);
+                return Err(format!("apt-get install miniupnpd-nftables: {}", why.trim()));
+            }
+        }
+        let dir = std::env::temp_dir().join(format!("{}-upnp", router.ns));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        // The hooks miniupnpd adds its rules to: a forward chain that accepts, and NAT
+        // chains for the port forwards.
+        let rules = dir.join("miniupnpd.nft");
+        std::fs::write(
+            &rules,
+            "table inet miniupnpd {\n\
+             chain forward { type filter hook forward priority 0; policy accept; jump miniupnpd; }\n\
+             chain miniupnpd { }\n\
+             chain prerouting { type nat hook prerouting priority -100; policy accept; jump prerouting_miniupnpd; }\n\
+             chain postrouting { type nat hook postrouting priority 100; policy accept; jump postrouting_miniupnpd; }\n\
+             chain prerouting_miniupnpd { }\n\
+             chain postrouting_miniupnpd { }\n\
+             }\n",
+        )
+        .map_err(|e| e.to_string())?;
+        run(&["ip", "netns", "exec", &router.ns, "nft", "-f", rules.to_str().unwrap()])?;
+        let conf = dir.join("miniupnpd.conf");
+        let lan = format!("10.{}.0.0/24", router.lan);
+        std::fs::write(
+            &conf,
+            format!(
+                "ext_ifname=wan\nlistening_ip=br0\nport=0\nenable_upnp=yes\nenable_natpmp=yes\n\
+                 secure_mode=yes\nsystem_uptime=yes\nnotify_interval=30\n\
+                 uuid=3b8e2a3c-1f4e-4c55-9d7a-2c1b6d0e5f01\n\
+                 upnp_table_name=miniupnpd\nupnp_nat_table_name=miniupnpd\n\
+                 upnp_forward_chain=miniupnpd\nupnp_nat_chain=prerouting_miniupnpd\n\
+                 upnp_nat_postrouting_chain=postrouting_miniupnpd\n\
+                 allow 1024-65535 {lan} 1024-65535\ndeny 0-65535 0.0.0.0/0 0-65535\n"
+            ),
+        )
+        .map_err(|e| e.to_string())?;
+        let pid = dir.join("miniupnpd.pid");
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &router.ns, "miniupnpd", "-d", "-f"])
+            .arg(&conf)
+            .arg("-P")
+            .arg(&pid)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("miniupnpd: {e}"))?;
+        let log = Arc::new(Mutex::new(String::new()));
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let sink = log.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut log = sink.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        let name = format!("miniupnpd on {}", router.ns);
+        self.daemons.push(Running { name, child, log });
+        Ok(())
+    }
+
+    /// What the daemon `name` logged so far.
+    pub fn log_of(&self, name: &str) -> String {
+        self.daemons
+            .iter()
+            .find(|d| d.name == name)
+            .map(|d| d.log.lock().unwrap().clone())
+            .unwrap_or_default()
+    }
+
     /// Runs `ip netns exec <host> args…` and returns its stdout.
     pub fn exec(&self, host: &Host, args: &[&str]) -> String {
         let mut all = vec!["ip", "netns", "exec", &host.ns];
