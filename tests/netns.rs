@@ -416,7 +416,8 @@ async fn autonat_tells_public_hosts_from_a_natted_one() {
     let times = await_reachability(
         &[(&p, "public"), (&q, "public"), (&d1, "private")],
         started,
-        Duration::from_secs(45),
+        // One to three AutoNAT rounds: 11 s and 30 s seen for the private verdict.
+        Duration::from_secs(90),
     )
     .await;
     eprintln!(
@@ -643,8 +644,9 @@ async fn a_natted_peer_without_relay_via_is_reached_through_autorelay() {
             break look;
         }
         let waited = started.elapsed();
+        // AutoNAT's verdict takes one to three of its rounds (11 s and 30 s seen).
         assert!(
-            waited < Duration::from_secs(60),
+            waited < Duration::from_secs(90),
             "D1's addresses after {waited:?}: {}",
             look.addresses
         );

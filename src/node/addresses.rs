@@ -43,14 +43,16 @@ impl Addresses {
         }
     }
 
-    /// Listen addresses, then external ones (without a `/p2p/<own id>` at their end).
+    /// Listen addresses, then external ones, each once and without a `/p2p/<own id>`
+    /// at its end (a relayed listen address has one, the same address confirmed
+    /// external may not).
     pub fn publish(&mut self, swarm: &Swarm<Behaviour>) {
-        let mut all = self.listen.clone();
         let me = *swarm.local_peer_id();
-        for external in swarm.external_addresses() {
-            let bare = match split_peer(external) {
+        let mut all: Vec<Multiaddr> = Vec::new();
+        for addr in self.listen.iter().chain(swarm.external_addresses()) {
+            let bare = match split_peer(addr) {
                 Some((peer, bare)) if peer == me => bare,
-                _ => external.clone(),
+                _ => addr.clone(),
             };
             if !all.contains(&bare) {
                 all.push(bare);
