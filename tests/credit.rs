@@ -235,6 +235,9 @@ async fn a_page_that_stops_consuming_one_stream_stops_its_remote_only() {
     assert_eq!(c.receive_window, 64 * 1024 + 4);
     let (id, peer) = (c.identity.peer_id, echo_peer().await);
     let echo = c.open(&target(&peer), ECHO, false).await;
+    // The echo alone first, for the figure printed below (no timing is asserted).
+    let sample = pattern(8 << 20, 2);
+    let alone = c.pipeline(echo, &sample, 1 << 20).await;
     c.client.send(ClientMsg::Listen { frames: false, protocol: "/test/firehose/1".into() }).await;
     assert!(matches!(c.client.recv().await, ServerMsg::Listening { .. }));
     // A remote writes 64 MiB as fast as it is let, counting what it got written.
@@ -264,6 +267,13 @@ async fn a_page_that_stops_consuming_one_stream_stops_its_remote_only() {
     for n in 0..10u8 {
         c.round_trip(echo, &[n; 10_000]).await;
     }
+    let beside = c.pipeline(echo, &sample, 1 << 20).await;
+    let rate = |took: Duration| 8.0 / took.as_secs_f64();
+    eprintln!(
+        "8 MiB echoed beside a stream the page does not consume: {:.1} MiB/s; alone: {:.1} MiB/s",
+        rate(beside),
+        rate(alone)
+    );
     let stopped_at = settled(&written).await;
     assert!(stopped_at < TOTAL, "the remote wrote everything");
     assert_eq!(c.received[&hose].len(), c.receive_window, "more than the credit was sent");
