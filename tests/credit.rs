@@ -236,7 +236,7 @@ async fn a_page_that_stops_consuming_one_stream_stops_its_remote_only() {
     let (id, peer) = (c.identity.peer_id, echo_peer().await);
     let echo = c.open(&target(&peer), ECHO, false).await;
     // The echo alone first, for the figure printed below (no timing is asserted).
-    let sample = pattern(8 << 20, 2);
+    let sample = pattern(32 << 20, 2);
     let alone = c.pipeline(echo, &sample, 1 << 20).await;
     c.client.send(ClientMsg::Listen { frames: false, protocol: "/test/firehose/1".into() }).await;
     assert!(matches!(c.client.recv().await, ServerMsg::Listening { .. }));
@@ -268,9 +268,9 @@ async fn a_page_that_stops_consuming_one_stream_stops_its_remote_only() {
         c.round_trip(echo, &[n; 10_000]).await;
     }
     let beside = c.pipeline(echo, &sample, 1 << 20).await;
-    let rate = |took: Duration| 8.0 / took.as_secs_f64();
+    let rate = |took: Duration| 32.0 / took.as_secs_f64();
     eprintln!(
-        "8 MiB echoed beside a stream the page does not consume: {:.1} MiB/s; alone: {:.1} MiB/s",
+        "32 MiB echoed beside a stream the page does not consume: {:.1} MiB/s; alone: {:.1} MiB/s",
         rate(beside),
         rate(alone)
     );
