@@ -325,3 +325,25 @@ async fn joins_between_two_sessions_honour_both_credits() {
     let _guest = within("the guest's sends", sending).await.unwrap();
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_frame_over_the_limit_closes_its_stream_and_its_credit_comes_back() {
+    // The stream window (2 MiB) holds a frame over --max-frame (1 MiB): the frame is
+    // refused, and what it cost the session window is given back.
+    let daemon = Daemon::local().await;
+    let mut c = CreditClient::new(&daemon, None).await;
+    let peer = echo_peer().await;
+    let echo = c.open(&target(&peer), ECHO, true).await;
+    c.client.data(echo, &vec![1; (1 << 20) + 1]).await;
+    let mut credited = 0;
+    let reason = loop {
+        match c.client.recv().await {
+            ServerMsg::Credit { id, bytes } if id == echo => credited += bytes as usize,
+            ServerMsg::ConnectionClosed { id, reason } if id == echo => break reason,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    assert!(reason.starts_with("frame of 1048577 bytes exceeds the limit"), "{reason}");
+    assert_eq!(credited, (1 << 20) + 1 + 4);
+    daemon.stop().await;
+}

@@ -204,12 +204,19 @@ impl Streams {
             return;
         };
         let max_frame = self.shared.limits.max_frame;
+        let cost = credit::cost(conn.frames, data.len());
         if conn.frames && data.len() > max_frame {
+            // Not taken, but within the credit it cost the browser: give that back, as
+            // for Data to a stream that is gone.
+            if conn.credit.is_some() {
+                if let Ok(bytes) = u32::try_from(cost) {
+                    self.out.reply(&ServerMsg::Credit { id, bytes });
+                }
+            }
             let reason =
                 format!("frame of {} bytes exceeds the limit of {max_frame} bytes", data.len());
             return self.close(id, Some(reason)).await;
         }
-        let cost = credit::cost(conn.frames, data.len());
         if cost == 0 {
             return; // an empty raw Data: nothing to write
         }
