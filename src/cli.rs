@@ -168,6 +168,10 @@ pub struct Cli {
     /// Seconds a browser may stay silent (no message, no pong) before its session is closed
     #[arg(long, value_name = "SECS", default_value_t = Limits::default().keepalive_timeout.as_secs())]
     pub keepalive_timeout: u64,
+    /// Resume extension: seconds a session keeps its streams and listeners after its
+    /// WebSocket drops, waiting for the page to come back (0: no waiting)
+    #[arg(long, value_name = "SECS", default_value_t = Limits::default().resume_grace.as_secs())]
+    pub resume_grace: u64,
     /// Print the version and exit
     #[arg(long)]
     pub version: bool,
@@ -269,6 +273,7 @@ impl Cli {
                 http_idle_timeout: Duration::from_secs(self.http_idle_timeout.max(1)),
                 ping_interval: Duration::from_secs(self.ping_interval.max(1)),
                 keepalive_timeout: Duration::from_secs(self.keepalive_timeout.max(1)),
+                resume_grace: Duration::from_secs(self.resume_grace),
                 stream_stall_timeout: Duration::from_secs(self.stall_timeout.max(1)),
                 stream_window: self.stream_window,
                 session_window: self.session_window,

@@ -48,6 +48,8 @@ pub struct Limits {
     pub ping_interval: std::time::Duration,
     /// How long a browser may stay silent (no message, no pong) before its session ends.
     pub keepalive_timeout: std::time::Duration,
+    /// Resume extension: how long a session waits for a new WebSocket after losing one.
+    pub resume_grace: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -70,6 +72,7 @@ impl Default for Limits {
             http_idle_timeout: std::time::Duration::from_secs(60),
             ping_interval: std::time::Duration::from_secs(20),
             keepalive_timeout: std::time::Duration::from_secs(60),
+            resume_grace: std::time::Duration::from_secs(30),
         }
     }
 }

@@ -49,6 +49,7 @@ fn client_json(msg: &ClientMsg) -> Value {
         ClientMsg::Credit { id, bytes } => {
             json!({"type": "Credit", "id": id.to_string(), "bytes": bytes})
         }
+        ClientMsg::Ack { count } => json!({"type": "Ack", "count": count.to_string()}),
     }
 }
 
@@ -102,6 +103,11 @@ fn server_json(msg: &ServerMsg) -> Value {
             json!({"type": "Credit", "id": id.to_string(), "bytes": bytes})
         }
         ServerMsg::Reachability { state } => json!({"type": "Reachability", "state": state}),
+        ServerMsg::Ack { count } => json!({"type": "Ack", "count": count.to_string()}),
+        ServerMsg::Resumed { count, token } => {
+            json!({"type": "Resumed", "count": count.to_string(), "token": token})
+        }
+        ServerMsg::ResumeRefused { reason } => json!({"type": "ResumeRefused", "reason": reason}),
     }
 }
 

@@ -19,6 +19,8 @@ export const ClientType = Object.freeze({
     Extensions: 7,
     /** The credit extension: `[ID:8][BYTES:4]`, the page consumed BYTES more of stream ID. */
     Credit: 8,
+    /** The resume extension: `[COUNT:8]`, numbered server messages received so far. */
+    Ack: 9,
 });
 
 /**
@@ -28,7 +30,9 @@ export const ClientType = Object.freeze({
  * 15, Relayed `[ID:8][RELAY: rest]`, follows the Peer Connection or Listener Connection
  * of a stream that goes through a circuit relay. 16, Extensions `[NAMES: rest]`, answers
  * the client's Extensions; 17, Credit `[ID:8][BYTES:4]`, gives send credit back (the
- * credit extension). Types from 18 on are future extensions.
+ * credit extension); 18, Reachability `[STATE:1]`; 19 to 21 the resume extension: Ack
+ * `[COUNT:8]`, Resumed `[COUNT:8][TOKEN: rest]`, Resume Refused `[REASON: rest]`.
+ * Types from 22 on are future extensions.
  */
 export const ServerType = Object.freeze({
     Hello: 0,
@@ -50,6 +54,9 @@ export const ServerType = Object.freeze({
     Extensions: 16,
     Credit: 17,
     Reachability: 18,
+    Ack: 19,
+    Resumed: 20,
+    ResumeRefused: 21,
 });
 
 /**
@@ -129,10 +136,13 @@ class Writer {
     flag(v) {
         return this.bytes(Uint8Array.of(v ? 1 : 0));
     }
-    id(v) {
+    id(v, what = 'id') {
         const b = new Uint8Array(8);
-        new DataView(b.buffer).setBigUint64(0, toId(v));
+        new DataView(b.buffer).setBigUint64(0, toId(v, what));
         return this.bytes(b);
+    }
+    count(v) {
+        return this.id(v, 'COUNT');
     }
     credit(v) {
         const n = Number(v);
@@ -186,9 +196,12 @@ class Reader {
         if (strict && v > 1) throw new Error(`${this.msg}: ${field} flag must be 0 or 1, got ${v}`);
         return v !== 0;
     }
-    id() {
-        const b = this.take(8, 'ID');
+    id(field = 'ID') {
+        const b = this.take(8, field);
         return new DataView(b.buffer, b.byteOffset, 8).getBigUint64(0);
+    }
+    count() {
+        return this.id('COUNT');
     }
     // Credit's BYTES: a big-endian u32 above 0.
     credit() {
@@ -240,6 +253,7 @@ class Reader {
  *   {type: 'Presence', on}                       on: true subscribes, false unsubscribes
  *   {type: 'Extensions', names}                  names: printable ASCII, at most 1024 bytes
  *   {type: 'Credit', id, bytes}                  bytes: an integer 1..2^32-1
+ *   {type: 'Ack', count}                         count: BigInt (or integer number/string)
  */
 export function encodeClientMessage(msg) {
     switch (msg?.type) {
@@ -271,6 +285,8 @@ export function encodeClientMessage(msg) {
         }
         case 'Credit':
             return new Writer(ClientType.Credit).id(msg.id).credit(msg.bytes).finish();
+        case 'Ack':
+            return new Writer(ClientType.Ack).count(msg.count).finish();
         default:
             throw new TypeError(`unknown client message type ${JSON.stringify(msg?.type)}`);
     }
@@ -331,6 +347,8 @@ export function decodeClientMessage(bytes) {
             const id = r.id();
             return { type: 'Credit', id, bytes: r.credit() };
         }
+        case ClientType.Ack:
+            return { type: 'Ack', count: new Reader(b, 'Ack').count() };
         default:
             throw new Error(`unknown message type ${type}`);
     }
@@ -413,6 +431,8 @@ function decodeConnect(b) {
  *   {type: 'Relayed', id, relay}            relay: the relay's base58 peer id, or '' if unknown
  *   {type: 'Extensions', names}             names: what is on, e.g. 'credit stream-window=... presence'
  *   {type: 'Credit', id, bytes}             bytes: an integer 1..2^32-1
+ *   {type: 'Reachability', state}           state: 0 unknown, 1 private, 2 public
+ *   {type: 'Ack', count} | {type: 'Resumed', count, token} | {type: 'ResumeRefused', reason}
  */
 export function encodeServerMessage(msg) {
     if (typeof msg?.type !== 'string' || !Object.hasOwn(ServerType, msg.type)) {
@@ -462,6 +482,12 @@ export function encodeServerMessage(msg) {
             return w.id(msg.id).credit(msg.bytes).finish();
         case 'Reachability':
             return w.bytes(Uint8Array.of(Number(msg.state) & 0xff)).finish();
+        case 'Ack':
+            return w.count(msg.count).finish();
+        case 'Resumed':
+            return w.count(msg.count).rest(msg.token ?? '').finish();
+        case 'ResumeRefused':
+            return w.rest(msg.reason ?? '').finish();
     }
     throw new TypeError(`unknown server message type ${msg.type}`);
 }
@@ -469,7 +495,7 @@ export function encodeServerMessage(msg) {
 /**
  * Decodes one server message. Throws an Error on an empty or truncated message or
  * invalid UTF-8 in a text field; ignores trailing bytes it does not expect. A type
- * this library does not know (19 and up, future extensions) decodes to
+ * this library does not know (22 and up, future extensions) decodes to
  * `{type: 'Unknown', code, body}` so callers can skip it. A Peer message's `info` is
  * the JSON text as sent (parse it with parsePeerInfo), its `state` the STATE byte.
  * Relayed decodes to `{type: 'Relayed', id, relay}`, `id` a BigInt like every other
@@ -545,6 +571,14 @@ export function decodeServerMessage(bytes) {
         }
         case ServerType.Reachability:
             return { type: 'Reachability', state: r.take(1, 'STATE')[0] };
+        case ServerType.Ack:
+            return { type: 'Ack', count: r.count() };
+        case ServerType.Resumed: {
+            const count = r.count();
+            return { type: 'Resumed', count, token: r.restText('TOKEN') };
+        }
+        case ServerType.ResumeRefused:
+            return { type: 'ResumeRefused', reason: r.restText('REASON') };
     }
     /* c8 ignore next */
     throw new Error(`unknown message type ${code}`);

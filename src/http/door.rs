@@ -96,7 +96,7 @@ fn host_name(host: &str) -> &str {
     }
 }
 
-fn normalize(origin: &str) -> String {
+pub(crate) fn normalize(origin: &str) -> String {
     origin.trim().trim_end_matches('/').to_ascii_lowercase()
 }
 

@@ -7,8 +7,8 @@ pub mod server;
 use std::{net::SocketAddr, sync::Arc};
 
 use axum::{
-    extract::{ws::WebSocketUpgrade, ConnectInfo, Request, State},
-    http::{HeaderMap, StatusCode, Uri},
+    extract::{ws::WebSocketUpgrade, ConnectInfo, Query, Request, State},
+    http::{header, HeaderMap, StatusCode, Uri},
     middleware::{self, Next},
     response::{IntoResponse, Response},
     routing::get,
@@ -22,7 +22,12 @@ pub use door::Door;
 
 use crate::{
     limit_log::LimitLog,
-    session::{self, Shared},
+    session::{
+        self,
+        link::BoxSocket,
+        resume::{Attach, Peer},
+        Shared,
+    },
 };
 
 /// What the handlers share.
@@ -58,10 +63,19 @@ async fn guard_host(State(state): State<AppState>, request: Request, next: Next)
     }
 }
 
+/// `/libp2p?resume=TOKEN&received=N`: a WebSocket that resumes a session (PROTOCOL.md,
+/// *Extension: resume*); without `received`, a reloaded page taking its listeners back.
+#[derive(serde::Deserialize)]
+struct ResumeQuery {
+    resume: Option<String>,
+    received: Option<u64>,
+}
+
 async fn upgrade(
     State(state): State<AppState>,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
+    Query(query): Query<ResumeQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
     if let Err(reason) = state.door.check_upgrade(&headers) {
@@ -74,6 +88,8 @@ async fn upgrade(
     // Without connection info (an in-memory test) the peer counts as remote: no key.
     let loopback =
         peer.is_some_and(|Extension(ConnectInfo(addr))| crate::config::is_loopback(&addr));
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(door::normalize);
+    let peer = Peer { loopback, origin };
     let limits = &state.shared.limits;
     let cancel = state.cancel.child_token();
     // A 32 KiB read buffer instead of tungstenite's 128 KiB: a thousand idle sessions
@@ -84,8 +100,20 @@ async fn upgrade(
         // tungstenite wants this above its write buffer (128 KiB by default).
         .max_write_buffer_size((4 * limits.max_message).max(1 << 20))
         .on_upgrade(move |socket| {
+            let shared = state.shared.clone();
+            let session = async move {
+                let mut socket: BoxSocket = Box::pin(socket);
+                let mut refused = None;
+                if let Some(token) = query.resume {
+                    let attach = Attach { socket, received: query.received };
+                    match shared.resumes.resume(&token, &peer, attach) {
+                        Ok(()) => return,
+                        Err((refusal, back)) => (refused, socket) = (Some(refusal), back),
+                    }
+                }
+                session::run(socket, shared, peer, cancel, refused).await
+            };
             // Tracked, so shutdown can wait for the session's goodbye.
-            let session = session::run(socket, state.shared.clone(), loopback, cancel);
             state.shared.tasks.track_future(session)
         })
 }
@@ -107,6 +135,7 @@ async fn status(State(state): State<AppState>) -> axum::Json<serde_json::Value> 
     axum::Json(serde_json::json!({
         "version": crate::VERSION,
         "sessions": shared.active_sessions(),
+        "detached": shared.detached_sessions(),
         "streams": shared.active_streams(),
         "listeners": shared.hub.listener_count(),
         "node": node,

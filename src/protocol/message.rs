@@ -69,6 +69,8 @@ pub enum ClientMsg {
     Extensions { names: String },
     /// Extension (credit): the page consumed `bytes` more of stream `id`.
     Credit { id: ConnId, bytes: u32 },
+    /// Extension (resume): the page has received `count` numbered messages.
+    Ack { count: u64 },
 }
 
 /// A message from the daemon to the browser.
@@ -163,6 +165,22 @@ pub enum ServerMsg {
     Reachability {
         state: u8,
     },
+    /// Extension (resume): the daemon has taken `count` numbered messages.
+    Ack {
+        count: u64,
+    },
+    /// Extension (resume): the first message on a resuming WebSocket: the daemon took
+    /// `count` numbered messages (the page sends its later ones again), and the token
+    /// for the next resume.
+    Resumed {
+        count: u64,
+        token: String,
+    },
+    /// Extension (resume): after Hello, on a WebSocket that asked to resume and could
+    /// not; the session is a fresh one.
+    ResumeRefused {
+        reason: String,
+    },
 }
 
 /// Message type bytes, client to server.
@@ -179,6 +197,8 @@ pub mod client_type {
     pub const EXTENSIONS: u8 = 7;
     /// Extension (credit).
     pub const CREDIT: u8 = 8;
+    /// Extension (resume).
+    pub const ACK: u8 = 9;
 }
 
 /// Message type bytes, server to client.
@@ -209,6 +229,12 @@ pub mod server_type {
     pub const CREDIT: u8 = 17;
     /// Extension (reachability).
     pub const REACHABILITY: u8 = 18;
+    /// Extension (resume).
+    pub const ACK: u8 = 19;
+    /// Extension (resume).
+    pub const RESUMED: u8 = 20;
+    /// Extension (resume).
+    pub const RESUME_REFUSED: u8 = 21;
 }
 
 /// Bytes in front of the payload of a Data message: type and ID.
@@ -251,6 +277,11 @@ impl<'a> Reader<'a> {
 
     fn id(&mut self) -> Result<ConnId, DecodeError> {
         let bytes = self.take("ID", 8)?;
+        Ok(u64::from_be_bytes(bytes.try_into().expect("took 8 bytes")))
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, DecodeError> {
+        let bytes = self.take(field, 8)?;
         Ok(u64::from_be_bytes(bytes.try_into().expect("took 8 bytes")))
     }
 
@@ -337,6 +368,7 @@ mod tests {
                 .prop_map(|(retain, protocol)| ClientMsg::Stop { retain, protocol }),
             any::<u64>().prop_map(|id| ClientMsg::Close { id }),
             any::<bool>().prop_map(|on| ClientMsg::Presence { on }),
+            any::<u64>().prop_map(|count| ClientMsg::Ack { count }),
             (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..200))
                 .prop_map(|(id, d)| ClientMsg::Data { id, data: Bytes::from(d) }),
             (any::<bool>(), relay, protocol, "\\PC{0,80}").prop_map(
@@ -363,6 +395,10 @@ mod tests {
             (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..200))
                 .prop_map(|(id, d)| ServerMsg::Data { id, data: Bytes::from(d) }),
             text.prop_map(|protocol| ServerMsg::ListenRefused { protocol }),
+            any::<u64>().prop_map(|count| ServerMsg::Ack { count }),
+            (any::<u64>(), "[A-Za-z0-9_-]{0,43}")
+                .prop_map(|(count, token)| ServerMsg::Resumed { count, token }),
+            text.prop_map(|reason| ServerMsg::ResumeRefused { reason }),
             text.prop_map(|protocol| ServerMsg::ListenerClosed { protocol }),
             (any::<u64>(), text, text).prop_map(|(id, peer_id, protocol)| {
                 ServerMsg::PeerConnection { id, peer_id, protocol }

@@ -135,7 +135,7 @@ impl Session {
         };
         let target = ConnectTarget::parse(peer_text)?;
         let limits = &self.shared.limits;
-        if !self.loopback && !limits.allow_loopback_dials {
+        if !self.peer.loopback && !limits.allow_loopback_dials {
             let relay = match &route {
                 Route::Relay(relay) => relay.at(),
                 _ => None,

@@ -5,7 +5,7 @@ use super::Session;
 use crate::protocol::ServerMsg;
 
 /// What Hello's version tail offers, after the agent: each extension's name.
-pub const OFFERED: &[&str] = &["credit", "presence", "reachability"];
+pub const OFFERED: &[&str] = &["credit", "presence", "reachability", "resume"];
 
 /// What a client asked for; unknown tokens are ignored.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -14,6 +14,7 @@ pub struct Wanted {
     pub credit: Option<Option<usize>>,
     pub presence: bool,
     pub reachability: bool,
+    pub resume: bool,
 }
 
 impl Wanted {
@@ -30,6 +31,7 @@ impl Wanted {
                 ("receive-window", Some(value)) => receive = value.parse().ok(),
                 ("presence", None) => wanted.presence = true,
                 ("reachability", None) => wanted.reachability = true,
+                ("resume", None) => wanted.resume = true,
                 _ => {}
             }
         }
@@ -71,7 +73,18 @@ impl Session {
         if self.reachability_on {
             on.push("reachability".into());
         }
+        let log_from_now = wanted.resume && self.resume.is_none();
+        if wanted.resume || self.resume.is_some() {
+            let token = self.enable_resume();
+            let grace = self.shared.limits.resume_grace.as_secs();
+            on.push(format!("resume token={token} grace={grace}"));
+        }
         self.out.reply(&ServerMsg::Extensions { names: on.join(" ") });
+        if log_from_now {
+            // Numbered from the message after this answer.
+            let log = self.resume.as_ref().expect("just enabled").log.clone();
+            self.out.start_log(log);
+        }
         if reachability_now {
             self.send_reachability();
         }
@@ -92,9 +105,10 @@ mod tests {
         let wanted = Wanted::parse("receive-window=4096 later=1 credit presence");
         assert_eq!(
             wanted,
-            Wanted { credit: Some(Some(4096)), presence: true, reachability: false }
+            Wanted { credit: Some(Some(4096)), presence: true, reachability: false, resume: false }
         );
         assert!(Wanted::parse("reachability").reachability);
+        assert!(Wanted::parse("credit resume").resume);
         assert_eq!(Wanted::parse("credit").credit, Some(None));
         assert_eq!(Wanted::parse("receive-window=9 x"), Wanted::default());
         assert_eq!(Wanted::parse("credit receive-window=lots").credit, Some(None));
@@ -103,6 +117,9 @@ mod tests {
 
     #[test]
     fn hello_offers_the_extensions_after_the_agent() {
-        assert_eq!(hello_version(), format!("{} credit presence reachability", crate::AGENT));
+        assert_eq!(
+            hello_version(),
+            format!("{} credit presence reachability resume", crate::AGENT)
+        );
     }
 }

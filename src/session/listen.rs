@@ -60,6 +60,13 @@ impl Listeners {
     pub fn drain(&mut self) -> impl Iterator<Item = String> + '_ {
         self.map.drain().map(|(protocol, _)| protocol)
     }
+
+    /// The protocols listened on, sorted.
+    pub fn protocols(&self) -> Vec<String> {
+        let mut protocols: Vec<String> = self.map.keys().cloned().collect();
+        protocols.sort();
+        protocols
+    }
 }
 
 impl Session {

@@ -6,19 +6,23 @@
 //! session's state is in parts, each in its own file: its [`streams`] (ids, pumps,
 //! budgets), its listeners ([`listen`]), its Connects in progress ([`connect`]), the
 //! node it works with ([`start`]) and its extensions ([`extensions`], [`credit`],
-//! [`presence`]). Messages to the
+//! [`presence`], [`resume`]). Messages to the
 //! browser go through its [`outbox`], bounded in bytes, to a writer task, in order;
-//! the session never waits on it.
+//! the session never waits on it. Its WebSocket is its [`link`]: with the resume
+//! extension, the session outlives one and goes on with the next.
 
 pub mod connect;
 pub mod credit;
 mod extensions;
 pub mod hub;
+pub mod link;
 pub mod listen;
 pub mod outbox;
 pub mod presence;
 pub mod pump;
 pub mod refusal;
+mod replay;
+pub mod resume;
 mod shared;
 mod start;
 pub mod streams;
@@ -30,9 +34,8 @@ use std::{sync::Arc, time::Duration};
 
 use axum::extract::ws::{close_code, Message};
 use bytes::Bytes;
-use futures::{Sink, Stream, StreamExt as _};
 use tokio::sync::watch;
-use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
+use tokio_util::sync::CancellationToken;
 use tracing::Instrument as _;
 
 pub use hub::{Hub, ListenerEvent};
@@ -44,12 +47,14 @@ use crate::{
     config::Limits,
     limit_log::LimitLog,
     node::{NodeHandle, Reachability},
-    protocol::{ClientMsg, ServerMsg},
+    protocol::{client_type, ClientMsg, ServerMsg},
 };
 use connect::Connects;
+use link::{BoxSocket, Link};
 use listen::Listeners;
 use outbox::Outbox;
 use presence::Presence;
+use resume::{Peer, Refusal, Resume};
 use streams::Streams;
 
 /// Refused Listens and Connects logged a minute, of each kind, at most.
@@ -60,26 +65,25 @@ const REFUSALS_LOGGED: u32 = 20;
 pub const GOODBYE_GRACE: Duration = Duration::from_secs(5);
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
-/// Runs one session on an upgraded WebSocket until the browser leaves or `cancel` fires.
-/// `loopback` says whether the browser connected from this machine (only those are
-/// given the node's private key).
-pub async fn run<S>(socket: S, shared: Arc<Shared>, loopback: bool, cancel: CancellationToken)
-where
-    S: Stream<Item = Result<Message, axum::Error>>
-        + Sink<Message, Error = axum::Error>
-        + Send
-        + 'static,
-{
+/// Runs one session on an upgraded WebSocket until the browser leaves (and, with the
+/// resume extension, does not come back in time) or `cancel` fires. `refused`: the
+/// WebSocket asked to resume a session and could not; the fresh one says why.
+pub async fn run(
+    socket: BoxSocket,
+    shared: Arc<Shared>,
+    peer: Peer,
+    cancel: CancellationToken,
+    refused: Option<Refusal>,
+) {
     let (id, place) = shared.enter_session();
     let span = tracing::info_span!("session", id);
-    let (sink, stream) = socket.split();
-    let write_failed = CancellationToken::new();
+    let (out, mailbox) = Outbox::new();
     // A browser that takes nothing for the keepalive time is as gone as a silent one.
-    let (out, writer) = Outbox::new(sink, shared.limits.keepalive_timeout, write_failed.clone());
-    let writer = shared.tasks.spawn(writer.instrument(span.clone()));
-    let mut session = Session::new(id, shared.clone(), loopback, out);
+    let mut session = Session::new(id, shared.clone(), peer, out);
+    session.link = Link::new(mailbox, shared.limits.keepalive_timeout);
     let mut goodbye_by = tokio::time::Instant::now();
     async {
+        session.link.attach(socket, Vec::new(), &shared);
         let limit = shared.limits.max_sessions;
         let end = if place.count() > limit {
             static LOG: LimitLog = LimitLog::new();
@@ -88,8 +92,8 @@ where
             }
             End::TooMany(limit)
         } else {
-            tracing::debug!(loopback, "session opened");
-            session.run(stream, &cancel, &write_failed).await
+            tracing::debug!(loopback = session.peer.loopback, "session opened");
+            session.run(&cancel, refused).await
         };
         tracing::debug!(?end, "session ending");
         // Tell the browser why, unless it left; one that does not read gets a grace
@@ -101,10 +105,10 @@ where
     }
     .instrument(span)
     .await;
+    let link = std::mem::take(&mut session.link);
     drop(session);
     // The writer sends what is queued, then closes the WebSocket.
-    let writer = AbortOnDropHandle::new(writer);
-    let _ = tokio::time::timeout_at(goodbye_by, writer).await;
+    link.finish(goodbye_by).await;
     drop(place);
 }
 
@@ -125,12 +129,24 @@ enum End {
     TooMany(usize),
     /// The browser left more than this many bytes of replies unread.
     Backlogged(usize),
+    /// Resume extension: no WebSocket came back within the grace period.
+    Expired,
+}
+
+impl End {
+    /// Whether a session with the resume extension waits for a new WebSocket after it.
+    fn resumable(&self) -> bool {
+        matches!(self, Self::Left | Self::WriteFailed | Self::Keepalive(_))
+    }
 }
 
 struct Session {
     id: u64,
     shared: Arc<Shared>,
-    loopback: bool,
+    peer: Peer,
+    link: Link,
+    /// The resume extension, once on.
+    resume: Option<Resume>,
     node: Option<NodeHandle>,
     /// Reachability changes after the first Identify, each answered by a fresh one.
     reachability: Option<watch::Receiver<Reachability>>,
@@ -146,12 +162,14 @@ struct Session {
 }
 
 impl Session {
-    fn new(id: u64, shared: Arc<Shared>, loopback: bool, out: Outbox) -> Self {
+    fn new(id: u64, shared: Arc<Shared>, peer: Peer, out: Outbox) -> Self {
         Self {
             id,
             streams: Streams::new(shared.clone(), out.clone()),
             shared,
-            loopback,
+            peer,
+            link: Link::default(),
+            resume: None,
             node: None,
             reachability: None,
             reachability_on: false,
@@ -163,15 +181,7 @@ impl Session {
         }
     }
 
-    async fn run<S>(
-        &mut self,
-        mut ws: S,
-        cancel: &CancellationToken,
-        write_failed: &CancellationToken,
-    ) -> End
-    where
-        S: Stream<Item = Result<Message, axum::Error>> + Unpin,
-    {
+    async fn run(&mut self, cancel: &CancellationToken, refused: Option<Refusal>) -> End {
         let limits = self.shared.limits.clone();
         let mut keepalive = tokio::time::interval(limits.ping_interval);
         keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -181,6 +191,9 @@ impl Session {
         let node = node_rx.borrow_and_update().clone();
         let version = extensions::hello_version();
         self.out.reply(&ServerMsg::Hello { started: node.is_some(), version });
+        if let Some(refused) = refused {
+            self.out.reply(&ServerMsg::ResumeRefused { reason: refused.to_string() });
+        }
         if let Some(node) = node {
             self.node_ready(node).await;
         }
@@ -190,40 +203,91 @@ impl Session {
             }
             let paused = self.streams.paused();
             let drained = self.streams.drained();
-            tokio::select! {
+            let attached = self.link.attached();
+            let write_failed = self.link.write_failed();
+            let deadline = Resume::next_deadline(self.resume.as_ref());
+            let lost = tokio::select! {
                 biased;
                 _ = cancel.cancelled() => return End::Shutdown,
-                _ = write_failed.cancelled() => return End::WriteFailed,
-                Some(event) = self.streams.next_event() => self.streams.on_pump_event(event).await,
-                Some(incoming) = self.listeners.next_incoming() => self.on_incoming(incoming),
-                outcome = self.connects.next_outcome() => self.on_connected(outcome),
+                _ = write_failed.cancelled(), if attached => Some(End::WriteFailed),
+                Some(attach) = resume::next_attach(self.resume.as_mut()) => {
+                    self.on_attach(attach).await;
+                    last_seen = tokio::time::Instant::now();
+                    None
+                }
+                () = tokio::time::sleep_until(deadline.unwrap_or_else(far)), if deadline.is_some() => {
+                    if let Some(end) = self.on_deadline() {
+                        return end;
+                    }
+                    None
+                }
+                Some(event) = self.streams.next_event() => {
+                    self.streams.on_pump_event(event).await;
+                    None
+                }
+                Some(incoming) = self.listeners.next_incoming() => {
+                    self.on_incoming(incoming);
+                    None
+                }
+                outcome = self.connects.next_outcome() => {
+                    self.on_connected(outcome);
+                    None
+                }
                 Ok(()) = node_rx.changed(), if self.node.is_none() => {
                     let node = node_rx.borrow_and_update().clone();
                     self.on_node_started(node).await;
+                    None
                 }
                 Some(()) = start::reachability_changed(self.reachability.as_mut()) => {
                     self.send_identify();
+                    None
                 }
-                event = self.presence.next() => self.on_presence_event(event),
-                _ = drained, if paused => self.streams.retry_blocked(),
-                _ = keepalive.tick() => {
+                event = self.presence.next() => {
+                    self.on_presence_event(event);
+                    None
+                }
+                _ = drained, if paused => {
+                    self.streams.retry_blocked();
+                    None
+                }
+                _ = keepalive.tick(), if attached => {
                     if paused {
                         // Not reading the WebSocket, so no answer can be seen: the browser
                         // is busy sending, not gone.
                         last_seen = tokio::time::Instant::now();
+                        self.out.ping();
+                        None
                     } else if last_seen.elapsed() > limits.keepalive_timeout {
-                        return End::Keepalive(limits.keepalive_timeout);
+                        Some(End::Keepalive(limits.keepalive_timeout))
+                    } else {
+                        self.out.ping();
+                        None
                     }
-                    self.out.ping();
                 }
-                message = ws.next(), if !paused => {
+                message = self.link.next(), if !paused && attached => {
                     last_seen = tokio::time::Instant::now();
-                    if let Some(end) = self.on_websocket(message, &limits).await {
-                        return end;
-                    }
+                    self.on_websocket(message, &limits).await
                 }
+            };
+            if let Some(end) = lost {
+                if !(end.resumable() && self.resume.is_some()) {
+                    return end;
+                }
+                tracing::debug!(?end, "WebSocket lost");
+                self.detach(limits.resume_grace).await;
             }
         }
+    }
+
+    /// An Ack came due, or the grace period of a detached session ended (`Some`).
+    fn on_deadline(&mut self) -> Option<End> {
+        let now = tokio::time::Instant::now();
+        let resume = self.resume.as_ref()?;
+        if resume.expires.is_some_and(|at| at <= now) {
+            return Some(End::Expired);
+        }
+        self.send_ack();
+        None
     }
 
     /// Handles what the WebSocket brought; `Some` when the session ends.
@@ -246,7 +310,18 @@ impl Session {
         None
     }
 
+    /// One message from the page; with the resume extension, every one but Ack is
+    /// numbered (counted once handled, even when it could not be decoded).
     async fn on_message(&mut self, bytes: Bytes) {
+        let numbered = self.resume.is_some() && bytes.first() != Some(&client_type::ACK);
+        let len = bytes.len();
+        self.handle(bytes).await;
+        if numbered {
+            self.took(len);
+        }
+    }
+
+    async fn handle(&mut self, bytes: Bytes) {
         let msg = match ClientMsg::decode(bytes) {
             Ok(msg) => msg,
             Err(e) => {
@@ -270,6 +345,7 @@ impl Session {
             ClientMsg::Presence { on } => self.on_presence(on),
             ClientMsg::Extensions { names } => self.on_extensions(names),
             ClientMsg::Credit { id, bytes } => self.streams.on_credit(id, bytes),
+            ClientMsg::Ack { count } => self.on_ack(count),
         }
     }
 
@@ -277,7 +353,7 @@ impl Session {
     /// for each stream first, then a WebSocket close frame with the reason.
     async fn farewell(&mut self, end: &End) {
         let (code, reason) = match end {
-            End::Left | End::WriteFailed => return,
+            End::Left | End::WriteFailed | End::Expired => return,
             End::Shutdown => (close_code::AWAY, "daemon shutting down".to_string()),
             End::Keepalive(after) => {
                 (close_code::ERROR, format!("no answer to pings for {} s", after.as_secs()))
@@ -302,12 +378,18 @@ impl Session {
     /// `drain`: the write pumps may still deliver what the browser queued (for a
     /// bounded time); otherwise (daemon shutdown) they stop at once.
     fn shutdown(&mut self, drain: bool) {
+        self.unpark();
         for protocol in self.listeners.drain() {
             self.shared.hub.unregister(&protocol, self.id);
         }
         self.streams.shutdown(drain);
         self.connects.abort_all();
     }
+}
+
+/// An instant that never comes (for a disabled timer branch).
+fn far() -> tokio::time::Instant {
+    tokio::time::Instant::now() + Duration::from_secs(86400 * 365)
 }
 
 /// Whether a WebSocket read failed because a message was over the size limit.

@@ -14,12 +14,17 @@
 //! seen; a browser that stops reading stalls only the writer, whose deadline then
 //! ends the session.
 //!
+//! With the resume extension, the queue and the log of sent messages (its
+//! [`Mailbox`]) outlive the writer: each WebSocket the session resumes on gets a new
+//! writer, which first sends again what the browser did not acknowledge. Numbered
+//! messages then hold what they hold until acknowledged, not only until written.
+//!
 //! [`OutboundBudget`]: super::pump::OutboundBudget
 
 use std::{
     sync::{
         atomic::{AtomicBool, AtomicUsize, Ordering},
-        Arc,
+        Arc, Mutex,
     },
     time::Duration,
 };
@@ -30,6 +35,7 @@ use futures::{Sink, SinkExt as _};
 use tokio::sync::{mpsc, OwnedSemaphorePermit};
 use tokio_util::sync::CancellationToken;
 
+use super::replay::ReplayLog;
 use crate::protocol::{ConnId, ServerMsg};
 
 /// Bytes of replies and notices queued for one browser before its session ends.
@@ -46,6 +52,13 @@ pub enum Outbound {
     Credit { id: ConnId, owed: Arc<AtomicUsize> },
     /// A WebSocket close frame; the writer stops after it.
     Close { code: u16, reason: String },
+    /// Resume extension: messages from here on are numbered and kept in this log until
+    /// acknowledged.
+    StartLog(Arc<Mutex<ReplayLog>>),
+    /// Resume extension: a message that is not numbered (Ack).
+    Unnumbered(Bytes, Charge),
+    /// Sent again, or first on a resumed WebSocket (its log entry holds what it holds).
+    Again(Bytes),
 }
 
 /// What a queued message holds until the writer has taken it.
@@ -54,6 +67,8 @@ pub enum Hold {
     Data(OwnedSemaphorePermit),
     /// A reply or notice: its bytes in the reply count.
     Reply(Charge),
+    #[cfg(test)]
+    None,
 }
 
 /// Counts `n` in a shared total until dropped.
@@ -86,25 +101,30 @@ pub struct Outbox {
 }
 
 impl Outbox {
-    /// A queue and its writer, which writes to `sink` until the queue ends or a close
-    /// frame is sent; a write that makes no progress within `deadline` fails it, and
-    /// `failed` is cancelled when writing fails.
-    pub fn new<K>(
-        sink: K,
-        deadline: Duration,
-        failed: CancellationToken,
-    ) -> (Self, impl std::future::Future<Output = ()> + Send)
-    where
-        K: Sink<Message, Error = axum::Error> + Send + Unpin + 'static,
-    {
+    /// A queue and its receiving end, for [`write`] (one writer per WebSocket).
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> (Self, Mailbox) {
         let (queue, rx) = mpsc::unbounded_channel();
+        let replies: Arc<AtomicUsize> = Arc::default();
         let outbox = Self {
             queue,
-            replies: Arc::default(),
+            replies: replies.clone(),
             backlogged: Arc::default(),
             pings: Arc::default(),
         };
-        (outbox, write(sink, rx, deadline, failed))
+        (outbox, Mailbox { queue: rx, log: None, replies })
+    }
+
+    /// Numbers the messages queued from now on and keeps them in `log` (resume).
+    pub fn start_log(&self, log: Arc<Mutex<ReplayLog>>) {
+        let _ = self.queue.send(Outbound::StartLog(log));
+    }
+
+    /// Queues a message that is not numbered (resume's Ack), counted like a reply.
+    pub fn unnumbered(&self, msg: &ServerMsg) {
+        let bytes = msg.encode();
+        let (charge, _) = Charge::new(&self.replies, bytes.len());
+        let _ = self.queue.send(Outbound::Unnumbered(bytes, charge));
     }
 
     /// Queues a reply, never waiting. When the browser has more unread replies than
@@ -162,60 +182,136 @@ impl Outbox {
     }
 }
 
-/// Sends queued messages to the browser, flushing once per burst.
-async fn write<K>(
+/// The receiving end of an [`Outbox`], and the resume log once the session has one:
+/// it outlives each writer, so a session that resumes on a new WebSocket loses nothing
+/// that was queued.
+pub struct Mailbox {
+    queue: mpsc::UnboundedReceiver<Outbound>,
+    /// With the resume extension: numbered messages sent and not yet acknowledged.
+    log: Option<Arc<Mutex<ReplayLog>>>,
+    replies: Arc<AtomicUsize>,
+}
+
+/// How one writer is told to stop and how it says it failed.
+pub struct WriterControl {
+    /// Cancelled by the session: stop writing and hand the mailbox back.
+    pub stop: CancellationToken,
+    /// Cancelled by the writer when writing to the WebSocket failed.
+    pub failed: CancellationToken,
+}
+
+/// Sends `first` (unnumbered), then what the resume log holds, then queued messages,
+/// flushing once per burst, until the queue ends, a close frame is sent, a write fails
+/// or the session stops it. Returns the mailbox, for the next WebSocket.
+///
+/// A numbered message enters the log before it is written: whatever stops the writer
+/// mid-write, the next WebSocket is sent it again.
+pub async fn write<K>(
     mut sink: K,
-    mut queue: mpsc::UnboundedReceiver<Outbound>,
+    mut mailbox: Mailbox,
+    first: Vec<Bytes>,
     deadline: Duration,
-    failed: CancellationToken,
-) where
+    control: WriterControl,
+) -> Mailbox
+where
     K: Sink<Message, Error = axum::Error> + Unpin,
 {
-    let timed_out = || axum::Error::new(std::io::Error::from(std::io::ErrorKind::TimedOut));
-    while let Some(first) = queue.recv().await {
-        let mut burst = Some(first);
-        let mut result = Ok(());
-        let mut closing = false;
-        while let Some(next) = burst.take() {
-            // What the message holds is released once the sink has it.
-            let (message, _hold) = match next {
-                Outbound::Message { bytes, _hold } => (Message::Binary(bytes), Some(_hold)),
-                Outbound::Ping(charge) => (Message::Ping(Bytes::new()), Some(Hold::Reply(charge))),
-                Outbound::Credit { id, owed } => {
-                    let bytes = u32::try_from(owed.swap(0, Ordering::AcqRel)).unwrap_or(u32::MAX);
-                    let Some(bytes) = std::num::NonZeroU32::new(bytes) else {
-                        burst = queue.try_recv().ok();
-                        continue;
-                    };
-                    let msg = ServerMsg::Credit { id, bytes: bytes.get() };
-                    (Message::Binary(msg.encode()), None)
-                }
-                Outbound::Close { code, reason } => {
-                    closing = true;
-                    (Message::Close(Some(CloseFrame { code, reason: reason.into() })), None)
-                }
+    let WriterControl { stop, failed } = control;
+    let writing = async {
+        let replay = mailbox.log.as_ref().map(|log| lock(log).unacked()).unwrap_or_default();
+        let again: Vec<Outbound> = first.into_iter().chain(replay).map(Outbound::Again).collect();
+        let mut again = again.into_iter();
+        loop {
+            let head = match again.next() {
+                Some(again) => Some(again),
+                None => mailbox.queue.recv().await,
             };
-            result = tokio::time::timeout(deadline, sink.feed(message))
-                .await
-                .unwrap_or_else(|_| Err(timed_out()));
-            if result.is_err() || closing {
-                break;
+            let Some(head) = head else { break };
+            let mut burst = Some(head);
+            let mut result = Ok(());
+            let mut closing = false;
+            while let Some(next) = burst.take() {
+                let Some((message, _hold)) = mailbox.prepare(next, &mut closing) else {
+                    burst = again.next().or_else(|| mailbox.queue.try_recv().ok());
+                    continue;
+                };
+                result = timed(deadline, sink.feed(message)).await;
+                if result.is_err() || closing {
+                    break;
+                }
+                burst = again.next().or_else(|| mailbox.queue.try_recv().ok());
             }
-            burst = queue.try_recv().ok();
+            if result.is_ok() {
+                result = timed(deadline, sink.flush()).await;
+            }
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "WebSocket write failed");
+                failed.cancel();
+                return;
+            }
+            if closing {
+                return;
+            }
         }
-        if result.is_ok() {
-            result = tokio::time::timeout(deadline, sink.flush())
-                .await
-                .unwrap_or_else(|_| Err(timed_out()));
-        }
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "WebSocket write failed");
-            failed.cancel();
-            return;
-        }
-        if closing {
-            return;
+        let _ = tokio::time::timeout(deadline, sink.close()).await;
+    };
+    tokio::select! {
+        biased;
+        () = stop.cancelled() => {}
+        () = writing => {}
+    }
+    mailbox
+}
+
+impl Mailbox {
+    /// Turns one queued thing into a WebSocket message and what it holds until the sink
+    /// has it; numbered messages go into the resume log first (and what they hold
+    /// stays there). `None`: nothing to send (a Credit already folded into another).
+    fn prepare(&mut self, next: Outbound, closing: &mut bool) -> Option<(Message, Option<Hold>)> {
+        let (bytes, hold) = match next {
+            Outbound::Message { bytes, _hold } => (bytes, _hold),
+            Outbound::Credit { id, owed } => {
+                let bytes = u32::try_from(owed.swap(0, Ordering::AcqRel)).unwrap_or(u32::MAX);
+                let bytes = std::num::NonZeroU32::new(bytes)?;
+                let bytes = ServerMsg::Credit { id, bytes: bytes.get() }.encode();
+                let (charge, _) = Charge::new(&self.replies, bytes.len());
+                (bytes, Hold::Reply(charge))
+            }
+            Outbound::StartLog(log) => {
+                self.log = Some(log);
+                return None;
+            }
+            Outbound::Again(bytes) => return Some((Message::Binary(bytes), None)),
+            Outbound::Unnumbered(bytes, charge) => {
+                return Some((Message::Binary(bytes), Some(Hold::Reply(charge))))
+            }
+            Outbound::Ping(charge) => {
+                return Some((Message::Ping(Bytes::new()), Some(Hold::Reply(charge))))
+            }
+            Outbound::Close { code, reason } => {
+                *closing = true;
+                let frame = CloseFrame { code, reason: reason.into() };
+                return Some((Message::Close(Some(frame)), None));
+            }
+        };
+        match &self.log {
+            Some(log) => {
+                lock(log).push(bytes.clone(), hold);
+                Some((Message::Binary(bytes), None))
+            }
+            None => Some((Message::Binary(bytes), Some(hold))),
         }
     }
-    let _ = tokio::time::timeout(deadline, sink.close()).await;
+}
+
+async fn timed<F: std::future::Future<Output = Result<(), axum::Error>>>(
+    deadline: Duration,
+    io: F,
+) -> Result<(), axum::Error> {
+    let timed_out = || axum::Error::new(std::io::Error::from(std::io::ErrorKind::TimedOut));
+    tokio::time::timeout(deadline, io).await.unwrap_or_else(|_| Err(timed_out()))
+}
+
+pub fn lock(log: &Mutex<ReplayLog>) -> std::sync::MutexGuard<'_, ReplayLog> {
+    log.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

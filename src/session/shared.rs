@@ -8,7 +8,7 @@ use std::sync::{
 
 use tokio_util::task::TaskTracker;
 
-use super::Hub;
+use super::{resume::Resumes, Hub};
 use crate::{config::Limits, node::NodeSlot};
 
 /// What every session of the daemon shares.
@@ -16,10 +16,14 @@ pub struct Shared {
     pub node: Arc<NodeSlot>,
     pub hub: Hub,
     pub limits: Limits,
+    /// Sessions that can be resumed, by token (resume extension).
+    pub resumes: Resumes,
     next_session: AtomicU64,
     /// Sessions running now, each holding a guard (a panicking session gives its
     /// place back too).
     sessions: Gauge,
+    /// Sessions waiting for a new WebSocket (resume extension).
+    pub(super) detached: Gauge,
     /// Streams whose pumps are still running, all sessions together.
     pub(super) streams: Gauge,
     /// Every session and every task a session leaves behind (a stream's last writes):
@@ -33,8 +37,10 @@ impl Shared {
             node,
             hub: Hub::default(),
             limits,
+            resumes: Resumes::default(),
             next_session: AtomicU64::new(0),
             sessions: Gauge::default(),
+            detached: Gauge::default(),
             streams: Gauge::default(),
             tasks: TaskTracker::new(),
         }
@@ -48,6 +54,11 @@ impl Shared {
     /// Streams open now (their pumps still running), all sessions together.
     pub fn active_streams(&self) -> usize {
         self.streams.get()
+    }
+
+    /// Sessions waiting for a new WebSocket now (counted in [`Shared::active_sessions`]).
+    pub fn detached_sessions(&self) -> usize {
+        self.detached.get()
     }
 
     /// Sessions open now.

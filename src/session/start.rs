@@ -25,10 +25,10 @@ impl Session {
     /// Start, with the TCP port a July 2020 page named (0: the default). Like the key,
     /// the port is taken only from a browser on the daemon's machine.
     pub(super) async fn on_start(&mut self, key: Bytes, port: Option<u16>) {
-        let port = port.filter(|&port| port != 0 && self.loopback);
+        let port = port.filter(|&port| port != 0 && self.peer.loopback);
         let key = if key.is_empty() {
             None
-        } else if !self.loopback {
+        } else if !self.peer.loopback {
             // Whoever gives the key owns the node's identity: only the daemon's owner
             // may. (A running node ignores a Start's key anyway.)
             if self.shared.node.current().is_none() {
@@ -89,7 +89,7 @@ impl Session {
         let Some(node) = &self.node else { return };
         // The private key lets its holder act as this node: only a browser on this very
         // machine (the daemon's owner) gets it.
-        let key = if self.loopback { node.key().text.clone() } else { String::new() };
+        let key = if self.peer.loopback { node.key().text.clone() } else { String::new() };
         let (public, peer_id, addresses) =
             (node.identify_public(), node.peer_id().to_base58(), node.addresses_json());
         self.out.reply(&match self.generation {

@@ -326,6 +326,15 @@ impl Streams {
         self.close_matching(|_| true, reason).await
     }
 
+    /// Closes every stream without a word to the browser (a reloaded page, which
+    /// knows none of them).
+    pub async fn close_silently(&mut self) {
+        let ids: Vec<ConnId> = self.conns.keys().copied().collect();
+        for id in ids {
+            self.close(id, None).await;
+        }
+    }
+
     async fn close_matching(&mut self, matches: impl Fn(&Conn) -> bool, reason: &str) {
         let mut ids: Vec<ConnId> =
             self.conns.iter().filter(|(_, c)| matches(c)).map(|(id, _)| *id).collect();

@@ -6,7 +6,7 @@ use std::{
     time::Duration,
 };
 
-use futures::{channel::mpsc as fmpsc, SinkExt as _};
+use futures::{channel::mpsc as fmpsc, Sink, SinkExt as _, Stream, StreamExt as _};
 
 use tokio::task::JoinHandle;
 
@@ -78,7 +78,13 @@ fn open_session(shared: &Arc<Shared>, loopback: bool) -> (Browser, JoinHandle<()
     let (to_session, incoming) = fmpsc::channel(16);
     let (outgoing, from_session) = fmpsc::channel(16);
     let socket = ChannelSocket { incoming, outgoing };
-    let task = tokio::spawn(run(socket, shared.clone(), loopback, CancellationToken::new()));
+    let task = tokio::spawn(run(
+        Box::pin(socket),
+        shared.clone(),
+        Peer { loopback, origin: None },
+        CancellationToken::new(),
+        None,
+    ));
     (Browser { to_session, from_session }, task)
 }
 
@@ -192,7 +198,13 @@ async fn a_browser_that_stops_reading_cannot_hold_its_session_past_keepalive_or_
     let (to_session, incoming) = fmpsc::channel(16);
     let (outgoing, _from_session) = fmpsc::channel(16);
     let socket = ChannelSocket { incoming, outgoing };
-    let task = tokio::spawn(run(socket, shared.clone(), true, cancel.clone()));
+    let task = tokio::spawn(run(
+        Box::pin(socket),
+        shared.clone(),
+        Peer { loopback: true, origin: None },
+        cancel.clone(),
+        None,
+    ));
     let mut browser = Browser { to_session, from_session: fmpsc::channel(1).1 };
     assert!(ask_without_reading(&mut browser, 200).await);
     cancel.cancel();

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod credit;
+pub mod resume;
 
 use std::{net::SocketAddr, time::Duration};
 
@@ -72,7 +73,7 @@ pub struct Identity {
 }
 
 impl Identity {
-    fn from_msg(msg: ServerMsg) -> Self {
+    pub fn from_msg(msg: ServerMsg) -> Self {
         let ServerMsg::Identify { public, peer_id, addresses, key } = msg else {
             panic!("expected Identify, got {msg:?}");
         };

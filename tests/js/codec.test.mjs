@@ -30,6 +30,7 @@ const unhex = (text) => new Uint8Array(Buffer.from(text, 'hex'));
 function toVectorForm(msg) {
     const out = { ...msg };
     if (typeof out.id === 'bigint') out.id = out.id.toString();
+    if (typeof out.count === 'bigint') out.count = out.count.toString();
     if (out.data instanceof Uint8Array) out.data = hex(out.data);
     return out;
 }
@@ -37,6 +38,7 @@ function toVectorForm(msg) {
 function fromVectorForm(msg) {
     const out = { ...msg };
     if (typeof out.id === 'string') out.id = BigInt(out.id);
+    if (typeof out.count === 'string') out.count = BigInt(out.count);
     if (typeof out.data === 'string') out.data = unhex(out.data);
     return out;
 }
@@ -63,6 +65,7 @@ test('every server message type has a vector', () => {
         'Hello', 'Identify', 'ListenerConnection', 'ConnectionClosed', 'Data', 'ListenRefused',
         'ListenerClosed', 'PeerConnection', 'PeerConnectionRefused', 'ProtocolError', 'Listening',
         'Peer', 'LocalListener', 'PresenceReady', 'PresenceResync', 'Relayed', 'Extensions', 'Credit',
+        'Reachability', 'Ack', 'Resumed', 'ResumeRefused',
     ]) {
         assert.ok(seen.has(type), type);
     }
@@ -129,9 +132,9 @@ test('truncated server messages throw Errors naming the message', () => {
 });
 
 test('unknown server message types decode as Unknown', () => {
-    const m = decodeServerMessage(unhex('1301'));
+    const m = decodeServerMessage(unhex('1601'));
     assert.equal(m.type, 'Unknown');
-    assert.equal(m.code, 19);
+    assert.equal(m.code, 22);
     assert.deepEqual([...m.body], [1]);
     assert.equal(decodeServerMessage(unhex('ff')).type, 'Unknown');
 });

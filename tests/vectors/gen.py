@@ -272,6 +272,8 @@ def decode_client(b: bytes) -> dict:
     if t == 8:
         i = r.id()
         return {"type": "Credit", "id": i, "bytes": r.credit()}
+    if t == 9:
+        return {"type": "Ack", "count": r.id()}
     raise AssertionError(t)
 
 
@@ -316,6 +318,12 @@ def decode_server(b: bytes) -> dict:
         return {"type": "Credit", "id": i, "bytes": r.credit()}
     if t == 18:
         return {"type": "Reachability", "state": r.take(1)[0]}
+    if t == 19:
+        return {"type": "Ack", "count": r.id()}
+    if t == 20:
+        return {"type": "Resumed", "count": r.id(), "token": text()}
+    if t == 21:
+        return {"type": "ResumeRefused", "reason": text()}
     raise AssertionError(t)
 
 
@@ -403,6 +411,12 @@ def client_vectors() -> list[dict]:
     add("credit one byte", "client", u8(8) + u64(0) + u32(1), {"type": "Credit", "id": "0", "bytes": 1})
     add("credit max id, max bytes", "client", u8(8) + u64(2**64 - 1) + u32(2**32 - 1),
         {"type": "Credit", "id": str(2**64 - 1), "bytes": 2**32 - 1})
+
+    # Ack (9), the resume extension: numbered server messages received so far.
+    add("extensions credit and resume", "client", u8(7) + rest("credit resume"),
+        {"type": "Extensions", "names": "credit resume"})
+    add("ack", "client", u8(9) + u64(300), {"type": "Ack", "count": "300"})
+    add("ack max", "client", u8(9) + u64(2**64 - 1), {"type": "Ack", "count": str(2**64 - 1)})
     return v
 
 
@@ -485,10 +499,21 @@ def server_vectors() -> list[dict]:
     # Reachability (18), the reachability extension: 0 unknown, 1 private, 2 public.
     for state, name in [(0, "unknown"), (1, "private"), (2, "public")]:
         add(f"reachability {name}", u8(18) + u8(state), {"type": "Reachability", "state": state})
+    # The resume extension: Ack (19), Resumed (20), Resume Refused (21).
+    resume = f"resume token={TOKEN} grace=30"
+    add("extensions answer, resume", u8(16) + rest(resume), {"type": "Extensions", "names": resume})
+    add("ack", u8(19) + u64(32), {"type": "Ack", "count": "32"})
+    add("resumed", u8(20) + u64(1234) + rest(TOKEN), {"type": "Resumed", "count": "1234", "token": TOKEN})
+    add("resume refused", u8(21) + rest("no session to resume with that token"),
+        {"type": "ResumeRefused", "reason": "no session to resume with that token"})
     return v
 
 
 # ---------------------------------------------------------------- invalid client messages
+
+
+# A resume token: 32 bytes, base64url without padding.
+TOKEN = base64.urlsafe_b64encode(bytes(range(32))).decode("ascii").rstrip("=")
 
 
 def client_invalid() -> list[dict]:
@@ -512,6 +537,7 @@ def client_invalid() -> list[dict]:
     add("credit of 0 bytes", u8(8) + u64(1) + u32(0), "Credit")
     add("credit with 2 bytes of BYTES", u8(8) + u64(1) + b"\x00\x01", "Credit")
     add("credit with no body", u8(8), "Credit")
+    add("ack with 7 bytes", u8(9) + b"\x00" * 7, "Ack")
     add("extensions with a newline", u8(7) + b"credit\n", "Extensions")
     add("extensions with a NUL byte", u8(7) + b"credit\x00presence", "Extensions")
     add("extensions not ascii", u8(7) + rest("crédit"), "Extensions")

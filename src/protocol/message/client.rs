@@ -37,6 +37,7 @@ impl ClientMsg {
                 let mut r = Reader::new("Credit", body);
                 Ok(Self::Credit { id: r.id()?, bytes: r.credit()? })
             }
+            client_type::ACK => Ok(Self::Ack { count: Reader::new("Ack", body).u64("COUNT")? }),
             other => Err(DecodeError::UnknownType(other)),
         }
     }
@@ -111,6 +112,10 @@ impl ClientMsg {
                 out.put_u8(client_type::CREDIT);
                 out.put_u64(*id);
                 out.put_u32(*bytes);
+            }
+            Self::Ack { count } => {
+                out.put_u8(client_type::ACK);
+                out.put_u64(*count);
             }
         }
         out.freeze()

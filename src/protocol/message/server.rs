@@ -104,6 +104,19 @@ impl ServerMsg {
                 out.put_u8(server_type::REACHABILITY);
                 out.put_u8(*state);
             }
+            Self::Ack { count } => {
+                out.put_u8(server_type::ACK);
+                out.put_u64(*count);
+            }
+            Self::Resumed { count, token } => {
+                out.put_u8(server_type::RESUMED);
+                out.put_u64(*count);
+                out.put_slice(token.as_bytes());
+            }
+            Self::ResumeRefused { reason } => {
+                out.put_u8(server_type::RESUME_REFUSED);
+                out.put_slice(reason.as_bytes());
+            }
         }
         out.freeze()
     }
@@ -138,6 +151,9 @@ impl ServerMsg {
             Self::Extensions { names } => names.len(),
             Self::Credit { .. } => 8 + 4,
             Self::Reachability { .. } => 1,
+            Self::Ack { .. } => 8,
+            Self::Resumed { token, .. } => 8 + token.len(),
+            Self::ResumeRefused { reason } => reason.len(),
         }
     }
 
@@ -224,6 +240,14 @@ impl ServerMsg {
             server_type::REACHABILITY => {
                 Self::Reachability { state: Reader::new("Reachability", body).take("STATE", 1)?[0] }
             }
+            server_type::ACK => Self::Ack { count: Reader::new("Ack", body).u64("COUNT")? },
+            server_type::RESUMED => {
+                let mut r = Reader::new("Resumed", body);
+                Self::Resumed { count: r.u64("COUNT")?, token: r.rest_str("TOKEN")? }
+            }
+            server_type::RESUME_REFUSED => Self::ResumeRefused {
+                reason: Reader::new("Resume Refused", body).rest_str("REASON")?,
+            },
             server_type::LISTENING => {
                 Self::Listening { protocol: Reader::new("Listening", body).rest_str("PROTOCOL")? }
             }
