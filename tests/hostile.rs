@@ -407,3 +407,55 @@ async fn a_credit_session_sending_past_its_credit_to_stalled_remotes_stays_bound
     reader.abort();
     held.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_detached_sessions_count_as_sessions_and_stay_small() {
+    const SESSIONS: usize = 1000;
+    const BOUND_KIB: u64 = 64 * 1024; // 64 KiB a detached session
+    let dir = temp_dir("detached");
+    let mut args = LOOPBACK_ONLY.to_vec();
+    args.extend(["--max-sessions", "1000", "--resume-grace", "120"]);
+    let daemon = Process::spawn(&args, &dir);
+    let pid = daemon.child.id();
+    // The node started, one session come and gone: the baseline.
+    let mut first = common::resume::ResumeClient::new(&daemon.url(), None, "credit resume").await;
+    first.close().await;
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{}", daemon.port).parse().unwrap();
+    status_until(addr, |s| s["detached"] == 1).await;
+    let (before, _) = rss_kib(pid);
+    // 999 more pages turn resume on, ask for presence, and vanish (listeners are
+    // bounded daemon-wide by what identify can announce, so they listen on nothing).
+    let url = daemon.url();
+    let tasks: Vec<_> = (0..4)
+        .map(|worker| {
+            let url = url.clone();
+            tokio::spawn(async move {
+                for _ in (1 + worker..SESSIONS).step_by(4) {
+                    let mut page =
+                        common::resume::ResumeClient::new(&url, None, "credit resume").await;
+                    page.send(ClientMsg::Presence { on: true }).await;
+                    while !matches!(page.next().await, ServerMsg::PresenceReady) {}
+                    drop(page); // no close frame: the connection just ends
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        within("opening sessions", task).await.unwrap();
+    }
+    let status = status_until(addr, |s| s["detached"] == SESSIONS).await;
+    assert_eq!(status["sessions"], SESSIONS);
+    let (after, peak) = rss_kib(pid);
+    let each = (after.saturating_sub(before)) as f64 / (SESSIONS - 1) as f64;
+    eprintln!(
+        "{SESSIONS} detached sessions: RSS {before} -> {after} KiB ({each:.1} KiB each), peak {peak} KiB"
+    );
+    assert!(after.saturating_sub(before) < BOUND_KIB, "RSS grew {} KiB", after - before);
+    // They count against --max-sessions: a new page is refused...
+    let mut late = Client::connect_url(&daemon.url()).await;
+    assert_eq!(late.expect_close_frame().await.0, 1013);
+    // ...while a page coming back takes its session again.
+    first.resume().await.expect("a detached session resumes at the session limit");
+    status_until(addr, |s| s["detached"] == SESSIONS - 1).await;
+    assert!(daemon.terminate().success());
+}

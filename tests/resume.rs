@@ -272,3 +272,25 @@ async fn sessions_without_the_extension_end_with_their_websocket_and_ack_is_refu
     status_until(daemon.addr, |s| s["sessions"] == 0).await;
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_token_stays_good_until_the_page_has_spoken_on_the_websocket_it_resumed() {
+    let daemon = Daemon::local().await;
+    let mut c = ResumeClient::new(&daemon.url(), None, "resume").await;
+    let first = c.token.clone();
+    // A resume whose WebSocket is lost before the page reads Resumed.
+    let url = format!("{}?resume={first}&received={}", daemon.url(), c.received);
+    drop(common::resume::open(&url, None).await);
+    // The page never got the new token: the one it has still works...
+    c.resume().await.expect("the token whose Resumed was lost still works");
+    assert_ne!(c.token, first);
+    // ...until the page speaks on the new WebSocket.
+    c.send(ClientMsg::Listen { frames: false, protocol: "/test/spoke/1".into() }).await;
+    assert!(matches!(c.next().await, ServerMsg::Listening { .. }));
+    let url = format!("{}?resume={first}&received=0", daemon.url());
+    let mut stranger = ResumeClient::new(&daemon.url(), None, "resume").await;
+    assert_eq!(stranger.resume_at(&url).await.unwrap_err(), "no session to resume with that token");
+    // The current one still works.
+    c.resume().await.unwrap();
+    daemon.stop().await;
+}

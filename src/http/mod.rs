@@ -105,7 +105,7 @@ async fn upgrade(
                 let mut socket: BoxSocket = Box::pin(socket);
                 let mut refused = None;
                 if let Some(token) = query.resume {
-                    let attach = Attach { socket, received: query.received };
+                    let attach = Attach { socket, token: token.clone(), received: query.received };
                     match shared.resumes.resume(&token, &peer, attach) {
                         Ok(()) => return,
                         Err((refusal, back)) => (refused, socket) = (Some(refusal), back),

@@ -315,6 +315,7 @@ impl Session {
     async fn on_message(&mut self, bytes: Bytes) {
         let numbered = self.resume.is_some() && bytes.first() != Some(&client_type::ACK);
         let len = bytes.len();
+        self.heard();
         self.handle(bytes).await;
         if numbered {
             self.took(len);

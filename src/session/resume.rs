@@ -42,6 +42,8 @@ pub struct Peer {
 /// A WebSocket that resumes a session.
 pub struct Attach {
     pub socket: BoxSocket,
+    /// The token it presented.
+    pub token: String,
     /// Numbered messages the page received; `None`: the page lost its state (it was
     /// reloaded) and takes back only the session's listeners.
     pub received: Option<u64>,
@@ -121,6 +123,10 @@ fn new_token() -> String {
 /// A session's resume state, once the page turned the extension on.
 pub struct Resume {
     token: String,
+    /// The token the current WebSocket resumed with, good until the page shows (by a
+    /// first message) that it got the new one: a WebSocket lost before Resumed
+    /// reached the page must not leave it without a token that works.
+    previous: Option<String>,
     pub(super) log: Arc<Mutex<ReplayLog>>,
     /// Numbered messages taken from the page.
     taken: u64,
@@ -168,6 +174,7 @@ impl Session {
         self.shared.resumes.park(&token, self.peer.clone(), attach_tx.clone());
         self.resume = Some(Resume {
             token: token.clone(),
+            previous: None,
             log: Arc::default(),
             taken: 0,
             told: 0,
@@ -179,6 +186,14 @@ impl Session {
             detached: None,
         });
         token
+    }
+
+    /// A message came on the WebSocket: the page has the token Resumed gave it, so
+    /// the one it resumed with is spent.
+    pub(super) fn heard(&mut self) {
+        if let Some(previous) = self.resume.as_mut().and_then(|r| r.previous.take()) {
+            self.shared.resumes.unpark(&previous);
+        }
     }
 
     /// Counts a numbered message of `len` bytes taken from the page; acknowledges
@@ -230,12 +245,23 @@ impl Session {
     /// A WebSocket that resumes the session (a page that moved to it with the old one
     /// still open drops the old one).
     pub(super) async fn on_attach(&mut self, attach: Attach) {
+        let used = attach.token.clone();
         if self.link.attached() {
             self.link.detach().await;
         }
         let Some(resume) = self.resume.as_mut() else { return };
+        let resumes = &self.shared.resumes;
+        if resume.previous.as_ref().is_some_and(|previous| *previous != used) {
+            // The page resumed with the newer token after all: the older is spent.
+            resumes.unpark(&resume.previous.take().expect("checked"));
+        }
+        if used != resume.token {
+            resumes.unpark(&resume.token);
+        }
         resume.token = new_token();
-        self.shared.resumes.park(&resume.token, self.peer.clone(), resume.attach_tx.clone());
+        resumes.park(&resume.token, self.peer.clone(), resume.attach_tx.clone());
+        resumes.park(&used, self.peer.clone(), resume.attach_tx.clone());
+        resume.previous = Some(used);
         let reclaim = attach.received.is_none();
         match attach.received {
             Some(received) => lock(&resume.log).ack(received),
@@ -270,10 +296,13 @@ impl Session {
         }
     }
 
-    /// Gives the token up, as the session ends.
+    /// Gives the tokens up, as the session ends.
     pub(super) fn unpark(&mut self) {
         if let Some(resume) = &self.resume {
             self.shared.resumes.unpark(&resume.token);
+            if let Some(previous) = &resume.previous {
+                self.shared.resumes.unpark(previous);
+            }
         }
     }
 }
