@@ -294,3 +294,66 @@ async fn a_token_stays_good_until_the_page_has_spoken_on_the_websocket_it_resume
     c.resume().await.unwrap();
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn what_happens_while_detached_is_told_after_the_resume() {
+    const HELD: &str = "/test/held/3";
+    const GAME: &str = "/test/game/3";
+    let daemon = Daemon::local().await;
+    let proxy = Proxy::to(daemon.addr).await;
+    let mut c = ResumeClient::new(&proxy.url(), None, "resume").await;
+    c.send(ClientMsg::Listen { frames: false, protocol: GAME.into() }).await;
+    assert!(matches!(c.next().await, ServerMsg::Listening { .. }));
+    // A stream whose remote will end it while the page is away.
+    let remote = TestPeer::new().await;
+    let mut incoming = remote.control.clone().accept(StreamProtocol::new(HELD)).unwrap();
+    let id = open(&mut c, &remote, HELD).await;
+    let (_, mut held) = within("the remote takes the stream", incoming.next()).await.unwrap();
+
+    proxy.cut();
+    assert!(c.try_next().await.is_none());
+    status_until(daemon.addr, |s| s["detached"] == 1).await;
+    // Meanwhile: the remote sends and ends its stream, and opens one to the listener.
+    held.write_all(b"sent while away").await.unwrap();
+    held.close().await.unwrap();
+    drop(held);
+    let mut joined = within(
+        "a stream to the page's listener",
+        remote.control.clone().open_stream(c.identity.peer_id, StreamProtocol::new(GAME)),
+    )
+    .await
+    .unwrap();
+    joined.write_all(b"hello from a new player").await.unwrap();
+    joined.flush().await.unwrap();
+
+    resume(&mut c).await;
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        match c.next().await {
+            ServerMsg::Data { id: i, data } => {
+                seen.push(format!("data {i} {}", String::from_utf8_lossy(&data)))
+            }
+            ServerMsg::ConnectionClosed { id: i, reason } => {
+                seen.push(format!("closed {i} {reason}"))
+            }
+            ServerMsg::ListenerConnection { id: i, protocol, .. } => {
+                seen.push(format!("incoming {i} {protocol}"))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // In order on each stream (the two streams' messages may interleave).
+    let next = id + 1;
+    let of = |n: u64| -> Vec<&String> {
+        seen.iter().filter(|s| s.split(' ').nth(1) == Some(&n.to_string())).collect()
+    };
+    assert_eq!(
+        of(id),
+        [&format!("data {id} sent while away"), &format!("closed {id} closed by remote")]
+    );
+    assert_eq!(
+        of(next),
+        [&format!("incoming {next} {GAME}"), &format!("data {next} hello from a new player")]
+    );
+    daemon.stop().await;
+}
