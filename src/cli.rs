@@ -125,6 +125,12 @@ pub struct Cli {
     /// Listened protocols per browser session
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_listeners_per_session)]
     pub max_listeners_per_session: usize,
+    /// Pubsub extension: topics one session may subscribe to
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_topics_per_session)]
+    pub max_topics_per_session: usize,
+    /// Pubsub extension: the largest topic message published or accepted, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = NodeConfig::default().max_topic_message)]
+    pub max_topic_message: usize,
     /// WebSocket sessions the daemon serves at once
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_sessions)]
     pub max_sessions: usize,
@@ -254,6 +260,7 @@ impl Cli {
                     circuit_bytes: self.relay_circuit_bytes,
                 }),
                 relay_via: self.relay_via,
+                max_topic_message: self.max_topic_message.max(1),
             },
             key,
             addr_host: Some(self.addr),
@@ -267,6 +274,7 @@ impl Cli {
                 max_dials_per_session: self.max_dials_per_session.max(1),
                 allow_loopback_dials: self.allow_loopback_dials,
                 max_listeners_per_session: self.max_listeners_per_session,
+                max_topics_per_session: self.max_topics_per_session,
                 max_sessions: self.max_sessions,
                 max_http_connections: self.max_http_connections.max(1),
                 http_header_timeout: Duration::from_secs(self.http_header_timeout.max(1)),

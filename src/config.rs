@@ -21,6 +21,8 @@ pub struct Limits {
     pub allow_loopback_dials: bool,
     /// Listened protocols per session.
     pub max_listeners_per_session: usize,
+    /// Pubsub extension: topics per session.
+    pub max_topics_per_session: usize,
     /// Bytes queued towards streams per session before its WebSocket is paused.
     pub session_write_buffer: usize,
     /// How long a stream's remote may accept nothing while Data waits for it before
@@ -61,6 +63,7 @@ impl Default for Limits {
             max_dials_per_session: 16,
             allow_loopback_dials: false,
             max_listeners_per_session: 64,
+            max_topics_per_session: 32,
             session_write_buffer: 8 * 1024 * 1024,
             stream_stall_timeout: std::time::Duration::from_secs(10),
             session_read_buffer: 4 * 1024 * 1024,

@@ -50,6 +50,11 @@ fn client_json(msg: &ClientMsg) -> Value {
             json!({"type": "Credit", "id": id.to_string(), "bytes": bytes})
         }
         ClientMsg::Ack { count } => json!({"type": "Ack", "count": count.to_string()}),
+        ClientMsg::Subscribe { topic } => json!({"type": "Subscribe", "topic": topic}),
+        ClientMsg::Unsubscribe { topic } => json!({"type": "Unsubscribe", "topic": topic}),
+        ClientMsg::Publish { topic, data } => {
+            json!({"type": "Publish", "topic": topic, "data": hex::encode(data)})
+        }
     }
 }
 
@@ -108,6 +113,19 @@ fn server_json(msg: &ServerMsg) -> Value {
             json!({"type": "Resumed", "count": count.to_string(), "token": token})
         }
         ServerMsg::ResumeRefused { reason } => json!({"type": "ResumeRefused", "reason": reason}),
+        ServerMsg::Subscribed { topic } => json!({"type": "Subscribed", "topic": topic}),
+        ServerMsg::TopicRefused { topic, reason } => {
+            json!({"type": "TopicRefused", "topic": topic, "reason": reason})
+        }
+        ServerMsg::TopicMessage { topic, from, seq, data } => {
+            json!({"type": "TopicMessage", "topic": topic, "from": from, "seq": seq.to_string(), "data": hex::encode(data)})
+        }
+        ServerMsg::TopicPeer { joined, topic, peer } => {
+            json!({"type": "TopicPeer", "joined": joined, "topic": topic, "peerID": peer})
+        }
+        ServerMsg::Missed { topic, count } => {
+            json!({"type": "Missed", "topic": topic, "count": count.to_string()})
+        }
     }
 }
 

@@ -21,6 +21,12 @@ export const ClientType = Object.freeze({
     Credit: 8,
     /** The resume extension: `[COUNT:8]`, numbered server messages received so far. */
     Ack: 9,
+    /** The pubsub extension: `[TOPIC: rest]`. */
+    Subscribe: 10,
+    /** The pubsub extension: `[TOPIC: rest]`. */
+    Unsubscribe: 11,
+    /** The pubsub extension: `[TOPIC: str][DATA: rest]`. */
+    Publish: 12,
 });
 
 /**
@@ -31,8 +37,11 @@ export const ClientType = Object.freeze({
  * of a stream that goes through a circuit relay. 16, Extensions `[NAMES: rest]`, answers
  * the client's Extensions; 17, Credit `[ID:8][BYTES:4]`, gives send credit back (the
  * credit extension); 18, Reachability `[STATE:1]`; 19 to 21 the resume extension: Ack
- * `[COUNT:8]`, Resumed `[COUNT:8][TOKEN: rest]`, Resume Refused `[REASON: rest]`.
- * Types from 22 on are future extensions.
+ * `[COUNT:8]`, Resumed `[COUNT:8][TOKEN: rest]`, Resume Refused `[REASON: rest]`; 22 to
+ * 26 the pubsub extension: Subscribed `[TOPIC: rest]`, Topic Refused `[TOPIC: str][REASON:
+ * rest]`, Message `[TOPIC: str][FROM: str][SEQ:8][DATA: rest]`, Topic Peer
+ * `[JOINED:1][TOPIC: str][PEERID: rest]`, Missed `[TOPIC: str][COUNT:8]`. Types from 27
+ * on are future extensions.
  */
 export const ServerType = Object.freeze({
     Hello: 0,
@@ -57,6 +66,11 @@ export const ServerType = Object.freeze({
     Ack: 19,
     Resumed: 20,
     ResumeRefused: 21,
+    Subscribed: 22,
+    TopicRefused: 23,
+    TopicMessage: 24,
+    TopicPeer: 25,
+    Missed: 26,
 });
 
 /**
@@ -254,6 +268,8 @@ class Reader {
  *   {type: 'Extensions', names}                  names: printable ASCII, at most 1024 bytes
  *   {type: 'Credit', id, bytes}                  bytes: an integer 1..2^32-1
  *   {type: 'Ack', count}                         count: BigInt (or integer number/string)
+ *   {type: 'Subscribe' | 'Unsubscribe', topic}
+ *   {type: 'Publish', topic, data}               data: Uint8Array, ArrayBuffer or string
  */
 export function encodeClientMessage(msg) {
     switch (msg?.type) {
@@ -287,6 +303,11 @@ export function encodeClientMessage(msg) {
             return new Writer(ClientType.Credit).id(msg.id).credit(msg.bytes).finish();
         case 'Ack':
             return new Writer(ClientType.Ack).count(msg.count).finish();
+        case 'Subscribe':
+        case 'Unsubscribe':
+            return new Writer(ClientType[msg.type]).rest(msg.topic).finish();
+        case 'Publish':
+            return new Writer(ClientType.Publish).str(msg.topic, 'TOPIC').rest(msg.data).finish();
         default:
             throw new TypeError(`unknown client message type ${JSON.stringify(msg?.type)}`);
     }
@@ -349,6 +370,15 @@ export function decodeClientMessage(bytes) {
         }
         case ClientType.Ack:
             return { type: 'Ack', count: new Reader(b, 'Ack').count() };
+        case ClientType.Subscribe:
+            return { type: 'Subscribe', topic: new Reader(b, 'Subscribe').restText('TOPIC') };
+        case ClientType.Unsubscribe:
+            return { type: 'Unsubscribe', topic: new Reader(b, 'Unsubscribe').restText('TOPIC') };
+        case ClientType.Publish: {
+            const r = new Reader(b, 'Publish');
+            const topic = r.str('TOPIC');
+            return { type: 'Publish', topic, data: r.rest() };
+        }
         default:
             throw new Error(`unknown message type ${type}`);
     }
@@ -433,6 +463,9 @@ function decodeConnect(b) {
  *   {type: 'Credit', id, bytes}             bytes: an integer 1..2^32-1
  *   {type: 'Reachability', state}           state: 0 unknown, 1 private, 2 public
  *   {type: 'Ack', count} | {type: 'Resumed', count, token} | {type: 'ResumeRefused', reason}
+ *   {type: 'Subscribed', topic} | {type: 'TopicRefused', topic, reason}
+ *   {type: 'TopicMessage', topic, from, seq, data}   seq: BigInt; from: base58 peer id
+ *   {type: 'TopicPeer', joined, topic, peerID} | {type: 'Missed', topic, count}
  */
 export function encodeServerMessage(msg) {
     if (typeof msg?.type !== 'string' || !Object.hasOwn(ServerType, msg.type)) {
@@ -488,6 +521,16 @@ export function encodeServerMessage(msg) {
             return w.count(msg.count).rest(msg.token ?? '').finish();
         case 'ResumeRefused':
             return w.rest(msg.reason ?? '').finish();
+        case 'Subscribed':
+            return w.rest(msg.topic).finish();
+        case 'TopicRefused':
+            return w.str(msg.topic, 'TOPIC').rest(msg.reason ?? '').finish();
+        case 'TopicMessage':
+            return w.str(msg.topic, 'TOPIC').str(msg.from, 'FROM').count(msg.seq).rest(msg.data).finish();
+        case 'TopicPeer':
+            return w.flag(msg.joined).str(msg.topic, 'TOPIC').rest(msg.peerID).finish();
+        case 'Missed':
+            return w.str(msg.topic, 'TOPIC').count(msg.count).finish();
     }
     throw new TypeError(`unknown server message type ${msg.type}`);
 }
@@ -495,7 +538,7 @@ export function encodeServerMessage(msg) {
 /**
  * Decodes one server message. Throws an Error on an empty or truncated message or
  * invalid UTF-8 in a text field; ignores trailing bytes it does not expect. A type
- * this library does not know (22 and up, future extensions) decodes to
+ * this library does not know (27 and up, future extensions) decodes to
  * `{type: 'Unknown', code, body}` so callers can skip it. A Peer message's `info` is
  * the JSON text as sent (parse it with parsePeerInfo), its `state` the STATE byte.
  * Relayed decodes to `{type: 'Relayed', id, relay}`, `id` a BigInt like every other
@@ -579,6 +622,27 @@ export function decodeServerMessage(bytes) {
         }
         case ServerType.ResumeRefused:
             return { type: 'ResumeRefused', reason: r.restText('REASON') };
+        case ServerType.Subscribed:
+            return { type: 'Subscribed', topic: r.restText('TOPIC') };
+        case ServerType.TopicRefused: {
+            const topic = r.str('TOPIC');
+            return { type: 'TopicRefused', topic, reason: r.restText('REASON') };
+        }
+        case ServerType.TopicMessage: {
+            const topic = r.str('TOPIC');
+            const from = r.str('FROM');
+            const seq = r.id('SEQ');
+            return { type: 'TopicMessage', topic, from, seq, data: r.rest() };
+        }
+        case ServerType.TopicPeer: {
+            const joined = r.flag('JOINED', false);
+            const topic = r.str('TOPIC');
+            return { type: 'TopicPeer', joined, topic, peerID: r.restText('PEERID') };
+        }
+        case ServerType.Missed: {
+            const topic = r.str('TOPIC');
+            return { type: 'Missed', topic, count: r.count() };
+        }
     }
     /* c8 ignore next */
     throw new Error(`unknown message type ${code}`);

@@ -1,19 +1,19 @@
 //! The swarm's behaviour: the browsers' streams (`libp2p-stream`), and everything that
 //! lets the node reach and be reached: identify, ping, AutoNAT (v1 for the NAT status,
 //! v2 to confirm addresses), Kademlia, mDNS, circuit relay v2 (client, and server when
-//! asked) and DCUtR hole punching.
+//! asked) and DCUtR hole punching; and gossipsub, for the pages' topics.
 
 use std::time::Duration;
 
 use libp2p::{
-    autonat, connection_limits, dcutr, identify,
+    autonat, connection_limits, dcutr, gossipsub, identify,
     identity::Keypair,
     kad, mdns, memory_connection_limits, ping, relay,
     swarm::{behaviour::toggle::Toggle, NetworkBehaviour},
     upnp, StreamProtocol,
 };
 
-use super::{config::NodeConfig, swarm::NodeError};
+use super::{config::NodeConfig, swarm::NodeError, topics};
 
 /// The identify protocol version this daemon announces.
 pub const IDENTIFY_PROTOCOL: &str = "/ipfs/id/1.0.0";
@@ -47,6 +47,8 @@ pub struct Behaviour {
     pub relay_client: relay::client::Behaviour,
     pub relay: Toggle<relay::Behaviour>,
     pub dcutr: dcutr::Behaviour,
+    /// The pages' topics (see `topics`).
+    pub gossipsub: gossipsub::Behaviour,
 }
 
 impl Behaviour {
@@ -55,6 +57,7 @@ impl Behaviour {
         config: &NodeConfig,
         limits: connection_limits::ConnectionLimits,
         relay_client: relay::client::Behaviour,
+        last_seq: topics::LastSeq,
     ) -> Result<Self, NodeError> {
         let peer_id = key.public().to_peer_id();
         let agent = crate::AGENT.to_string();
@@ -92,6 +95,8 @@ impl Behaviour {
         });
 
         let upnp = config.upnp_on().then(upnp::tokio::Behaviour::default);
+        let gossipsub = topics::behaviour(key, config.max_topic_message, last_seq)
+            .map_err(|e| NodeError::Build(format!("gossipsub: {e}")))?;
 
         Ok(Self {
             limits: connection_limits::Behaviour::new(limits),
@@ -114,6 +119,7 @@ impl Behaviour {
             relay_client,
             relay: relay.into(),
             dcutr: dcutr::Behaviour::new(peer_id),
+            gossipsub,
         })
     }
 }

@@ -38,6 +38,8 @@ pub struct NodeConfig {
     pub relay: Option<RelayLimits>,
     /// Relays to keep a reservation on (each ends in `/p2p/RELAY_ID`).
     pub relay_via: Vec<Multiaddr>,
+    /// The largest topic message (pubsub extension) published or accepted, in bytes.
+    pub max_topic_message: usize,
 }
 
 #[cfg(test)]
@@ -147,6 +149,7 @@ impl Default for NodeConfig {
             upnp: true,
             relay: None,
             relay_via: Vec::new(),
+            max_topic_message: 64 * 1024,
         }
     }
 }

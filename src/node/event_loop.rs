@@ -3,12 +3,13 @@
 //! (reservations), [`Reach`] (reachability), [`Addresses`] (what Identify tells),
 //! and the [`PeerTable`] (presence).
 
+use bytes::Bytes;
 use futures::StreamExt as _;
 use libp2p::{
-    autonat, core::ConnectedPoint, dcutr, identify, kad, mdns, relay, swarm::SwarmEvent, upnp,
-    Multiaddr, PeerId, Swarm,
+    autonat, core::ConnectedPoint, dcutr, gossipsub, identify, kad, mdns, relay, swarm::SwarmEvent,
+    upnp, Multiaddr, PeerId, Swarm,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{
@@ -20,6 +21,7 @@ use super::{
     reach::{Reach, Reachability},
     relay_addr::split_peer,
     relays::{Relays, RESERVATION_RETRY},
+    topics::{LastSeq, TopicHub},
 };
 
 /// Requests to the event loop.
@@ -29,6 +31,14 @@ pub(crate) enum Command {
     Dial { peer: PeerId, addrs: Vec<Multiaddr>, route: Route, reply: Reply },
     /// The protocols browsers listen on changed: tell connected peers (identify push).
     AnnounceProtocols,
+    /// A session subscribed to `topic`: subscribe on the network if `first`; answer
+    /// with the peers known on it.
+    Subscribe { topic: String, first: bool, reply: oneshot::Sender<Vec<PeerId>> },
+    /// The last session left `topic`.
+    Unsubscribe { topic: String },
+    /// Publish `data` on `topic` (to the network; the caller hands it to this
+    /// daemon's sessions); the answer is its sequence number.
+    Publish { topic: String, data: Bytes, reply: oneshot::Sender<Result<u64, String>> },
 }
 
 pub(super) struct EventLoop {
@@ -40,6 +50,17 @@ pub(super) struct EventLoop {
     addresses: Addresses,
     bootstrap: Vec<Multiaddr>,
     peers: PeerTable,
+    topics: TopicHub,
+    last_seq: LastSeq,
+}
+
+/// What the event loop tells the rest of the daemon through.
+pub(super) struct Outlets {
+    pub addresses: watch::Sender<Vec<Multiaddr>>,
+    pub reachability: watch::Sender<Reachability>,
+    pub peers: PeerTable,
+    pub topics: TopicHub,
+    pub last_seq: LastSeq,
 }
 
 impl EventLoop {
@@ -48,10 +69,9 @@ impl EventLoop {
         commands: mpsc::Receiver<Command>,
         config: &NodeConfig,
         listening: Vec<Multiaddr>,
-        addresses: watch::Sender<Vec<Multiaddr>>,
-        reachability: watch::Sender<Reachability>,
-        peers: PeerTable,
+        outlets: Outlets,
     ) -> Self {
+        let Outlets { addresses, reachability, peers, topics, last_seq } = outlets;
         let relays = Relays::new(&mut swarm, &config.relay_via);
         Self {
             swarm,
@@ -62,6 +82,8 @@ impl EventLoop {
             addresses: Addresses::new(listening, config.relay.is_some(), addresses),
             bootstrap: config.bootstrap.clone(),
             peers,
+            topics,
+            last_seq,
         }
     }
 
@@ -99,6 +121,38 @@ impl EventLoop {
                 // identify pushes them to the peer.
                 let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 self.swarm.behaviour_mut().identify.push(peers);
+            }
+            Command::Subscribe { topic, first, reply } => {
+                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+                let ident = gossipsub::IdentTopic::new(&topic);
+                if first {
+                    if let Err(e) = gossipsub.subscribe(&ident) {
+                        tracing::warn!(error = %e, "gossipsub subscribe failed");
+                    }
+                }
+                let hash = ident.hash();
+                let peers = gossipsub
+                    .all_peers()
+                    .filter(|(_, topics)| topics.contains(&&hash))
+                    .map(|(peer, _)| *peer)
+                    .collect();
+                let _ = reply.send(peers);
+            }
+            Command::Unsubscribe { topic } => {
+                let ident = gossipsub::IdentTopic::new(topic);
+                self.swarm.behaviour_mut().gossipsub.unsubscribe(&ident);
+            }
+            Command::Publish { topic, data, reply } => {
+                let ident = gossipsub::IdentTopic::new(topic);
+                let result = match self.swarm.behaviour_mut().gossipsub.publish(ident, data) {
+                    // No peer on the topic yet: the network has nothing to hear, this
+                    // daemon's sessions still do.
+                    Ok(_) | Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                        Ok(self.last_seq.get())
+                    }
+                    Err(e) => Err(e.to_string()),
+                };
+                let _ = reply.send(result);
             }
         }
     }
@@ -221,6 +275,7 @@ impl EventLoop {
                 Ok(_) => tracing::info!(peer = %remote_peer_id, "hole punched: direct connection"),
                 Err(e) => tracing::info!(peer = %remote_peer_id, error = %e, "hole punch failed"),
             },
+            BehaviourEvent::Gossipsub(event) => self.on_gossipsub(event),
             // The mapped address is confirmed external by the behaviour itself (and so
             // told in Identify); this says what happened.
             BehaviourEvent::Upnp(event) => match event {
@@ -235,6 +290,25 @@ impl EventLoop {
                     tracing::info!("UPnP: the router is not on the public internet (double NAT)")
                 }
             },
+            _ => {}
+        }
+    }
+
+    /// Topic messages and peers, handed to the sessions subscribed (never waiting).
+    fn on_gossipsub(&mut self, event: gossipsub::Event) {
+        match event {
+            gossipsub::Event::Message { message, .. } => {
+                let Some(from) = message.source else { return }; // strict: always signed
+                let seq = message.sequence_number.unwrap_or(0);
+                let data = Bytes::from(message.data);
+                self.topics.message(message.topic.as_str(), from, seq, &data, None);
+            }
+            gossipsub::Event::Subscribed { peer_id, topic, .. } => {
+                self.topics.peer(topic.as_str(), peer_id, true)
+            }
+            gossipsub::Event::Unsubscribed { peer_id, topic } => {
+                self.topics.peer(topic.as_str(), peer_id, false)
+            }
             _ => {}
         }
     }

@@ -22,10 +22,12 @@ pub mod relay_addr;
 mod relays;
 mod streams;
 mod swarm;
+pub mod topics;
 pub mod yamux_frames;
 
 use std::{sync::Arc, time::Duration};
 
+use bytes::Bytes;
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use thiserror::Error;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -43,6 +45,8 @@ pub use swarm::NodeError;
 use crate::protocol::ConnectTarget;
 use event_loop::Command;
 
+/// How long the event loop may take to answer a topic command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a Connect may take to dial a peer and open its stream.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -93,6 +97,7 @@ struct Inner {
     reachability: watch::Receiver<Reachability>,
     peer_streams: PeerStreams,
     peers: PeerTable,
+    topics: topics::TopicHub,
     /// Cancelled when the last handle goes, which ends the event loop.
     _stop: tokio_util::sync::DropGuard,
 }
@@ -125,6 +130,7 @@ impl NodeHandle {
                 reachability: started.reachability,
                 peer_streams: PeerStreams::new(config.max_streams_per_peer),
                 peers: started.peers,
+                topics: started.topics,
                 _stop: stop.drop_guard(),
             }),
         })
@@ -188,6 +194,57 @@ impl NodeHandle {
         let _ = self.inner.commands.try_send(Command::AnnounceProtocols);
     }
 
+    /// Subscribes `session` to `topic` (the node subscribes on the network for its
+    /// first session); the peers known on the topic.
+    pub async fn subscribe(
+        &self,
+        topic: &str,
+        session: u64,
+        inbox: topics::TopicInbox,
+    ) -> Result<Vec<PeerId>, ConnectError> {
+        let first = self.inner.topics.join(topic, session, inbox);
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Subscribe { topic: topic.into(), first, reply };
+        let work = async {
+            self.inner.commands.send(command).await.map_err(|_| ConnectError::Stopped)?;
+            answer.await.map_err(|_| ConnectError::Stopped)
+        };
+        let result =
+            tokio::time::timeout(COMMAND_TIMEOUT, work).await.unwrap_or(Err(ConnectError::Stopped));
+        if result.is_err() {
+            self.unsubscribe(topic, session);
+        }
+        result
+    }
+
+    /// Unsubscribes `session` from `topic` (the node leaves it with its last session).
+    pub fn unsubscribe(&self, topic: &str, session: u64) {
+        if self.inner.topics.leave(topic, session) {
+            let command = Command::Unsubscribe { topic: topic.into() };
+            let commands = self.inner.commands.clone();
+            tokio::spawn(async move {
+                let _ = commands.send(command).await;
+            });
+        }
+    }
+
+    /// Publishes `data` on `topic`: to the network once, and to this daemon's other
+    /// sessions on it in-process. The message's sequence number.
+    pub async fn publish(&self, topic: &str, data: Bytes, session: u64) -> Result<u64, String> {
+        let (reply, answer) = oneshot::channel();
+        let command = Command::Publish { topic: topic.into(), data: data.clone(), reply };
+        let stopped = || ConnectError::Stopped.to_string();
+        let work = async {
+            self.inner.commands.send(command).await.map_err(|_| stopped())?;
+            answer.await.map_err(|_| stopped())?
+        };
+        let seq = tokio::time::timeout(COMMAND_TIMEOUT, work).await.unwrap_or_else(|_| {
+            Err(format!("the node did not answer within {} s", COMMAND_TIMEOUT.as_secs()))
+        })?;
+        self.inner.topics.message(topic, self.inner.peer_id, seq, &data, Some(session));
+        Ok(seq)
+    }
+
     /// Dials `target` unless connected, then opens a stream on `protocol`.
     pub async fn connect(
         &self,
@@ -241,6 +298,11 @@ impl NodeSlot {
     }
 
     /// The running node, if it has started.
+    /// The configuration nodes start with.
+    pub fn config(&self) -> &NodeConfig {
+        &self.config
+    }
+
     pub fn current(&self) -> Option<NodeHandle> {
         self.current.borrow().clone()
     }

@@ -13,11 +13,12 @@ use tokio::sync::{mpsc, watch};
 use super::{
     behaviour::Behaviour,
     config::{NodeConfig, DIAL_CONCURRENCY},
-    event_loop::{Command, EventLoop},
+    event_loop::{Command, EventLoop, Outlets},
     keys::{KeyError, NodeKey},
     peers::PeerTable,
     reach::Reachability,
     relay_addr::split_peer,
+    topics::{LastSeq, TopicHub},
 };
 
 /// Incoming connections in their handshake at once.
@@ -47,6 +48,7 @@ pub(super) struct Built {
     pub addresses: watch::Receiver<Vec<Multiaddr>>,
     pub reachability: watch::Receiver<Reachability>,
     pub peers: PeerTable,
+    pub topics: TopicHub,
 }
 
 /// Builds the swarm and starts listening; returns what the handle keeps and the
@@ -55,7 +57,8 @@ pub(super) async fn build(
     config: &NodeConfig,
     key: &NodeKey,
 ) -> Result<(Built, EventLoop), NodeError> {
-    let mut swarm = build_swarm(config, key)?;
+    let last_seq = LastSeq::default();
+    let mut swarm = build_swarm(config, key, last_seq.clone())?;
     let control = swarm.behaviour().stream.new_control();
     let addresses = listen(&mut swarm, &config.listen).await?;
     let relay_server = config.relay.is_some();
@@ -82,17 +85,23 @@ pub(super) async fn build(
         let _ = swarm.behaviour_mut().kad.bootstrap();
     }
     let peers = PeerTable::default();
-    let event_loop = EventLoop::new(
-        swarm,
-        command_rx,
-        config,
-        addresses,
-        addresses_tx,
-        reachability_tx,
-        peers.clone(),
-    );
-    let built =
-        Built { commands, control, addresses: addresses_rx, reachability: reachability_rx, peers };
+    let topics = TopicHub::default();
+    let outlets = Outlets {
+        addresses: addresses_tx,
+        reachability: reachability_tx,
+        peers: peers.clone(),
+        topics: topics.clone(),
+        last_seq,
+    };
+    let event_loop = EventLoop::new(swarm, command_rx, config, addresses, outlets);
+    let built = Built {
+        commands,
+        control,
+        addresses: addresses_rx,
+        reachability: reachability_rx,
+        peers,
+        topics,
+    };
     Ok((built, event_loop))
 }
 
@@ -146,7 +155,11 @@ async fn listen(
     Ok(addresses)
 }
 
-fn build_swarm(config: &NodeConfig, key: &NodeKey) -> Result<Swarm<Behaviour>, NodeError> {
+fn build_swarm(
+    config: &NodeConfig,
+    key: &NodeKey,
+    last_seq: LastSeq,
+) -> Result<Swarm<Behaviour>, NodeError> {
     let build = |e: &dyn std::fmt::Display| NodeError::Build(e.to_string());
     let max_streams = config.max_streams_per_peer + YAMUX_HEADROOM;
     // Inbound data frames cut to what rust-yamux reads (see `yamux_frames`).
@@ -171,7 +184,7 @@ fn build_swarm(config: &NodeConfig, key: &NodeKey) -> Result<Swarm<Behaviour>, N
         .with_relay_client(noise::Config::new, yamux)
         .map_err(|e| build(&e))?
         .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, config, limits, relay_client)
+            Behaviour::new(key, config, limits, relay_client, last_seq)
                 .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
         })
         .map_err(|e| build(&e))?

@@ -71,6 +71,12 @@ pub enum ClientMsg {
     Credit { id: ConnId, bytes: u32 },
     /// Extension (resume): the page has received `count` numbered messages.
     Ack { count: u64 },
+    /// Extension (pubsub): receive the messages of `topic`.
+    Subscribe { topic: String },
+    /// Extension (pubsub): stop receiving the messages of `topic`.
+    Unsubscribe { topic: String },
+    /// Extension (pubsub): publish `data` on `topic`.
+    Publish { topic: String, data: Bytes },
 }
 
 /// A message from the daemon to the browser.
@@ -181,6 +187,34 @@ pub enum ServerMsg {
     ResumeRefused {
         reason: String,
     },
+    /// Extension (pubsub): the session now receives `topic`'s messages.
+    Subscribed {
+        topic: String,
+    },
+    /// Extension (pubsub): a Subscribe or Publish on `topic` was refused.
+    TopicRefused {
+        topic: String,
+        reason: String,
+    },
+    /// Extension (pubsub): `from`'s `seq`-th message, on `topic`.
+    TopicMessage {
+        topic: String,
+        from: String,
+        seq: u64,
+        data: Bytes,
+    },
+    /// Extension (pubsub): `peer` joined (or left) `topic`.
+    TopicPeer {
+        joined: bool,
+        topic: String,
+        peer: String,
+    },
+    /// Extension (pubsub): `count` messages (or peer changes) of `topic` were dropped,
+    /// the session having too many waiting for its browser.
+    Missed {
+        topic: String,
+        count: u64,
+    },
 }
 
 /// Message type bytes, client to server.
@@ -199,6 +233,12 @@ pub mod client_type {
     pub const CREDIT: u8 = 8;
     /// Extension (resume).
     pub const ACK: u8 = 9;
+    /// Extension (pubsub).
+    pub const SUBSCRIBE: u8 = 10;
+    /// Extension (pubsub).
+    pub const UNSUBSCRIBE: u8 = 11;
+    /// Extension (pubsub).
+    pub const PUBLISH: u8 = 12;
 }
 
 /// Message type bytes, server to client.
@@ -235,6 +275,16 @@ pub mod server_type {
     pub const RESUMED: u8 = 20;
     /// Extension (resume).
     pub const RESUME_REFUSED: u8 = 21;
+    /// Extension (pubsub).
+    pub const SUBSCRIBED: u8 = 22;
+    /// Extension (pubsub).
+    pub const TOPIC_REFUSED: u8 = 23;
+    /// Extension (pubsub).
+    pub const TOPIC_MESSAGE: u8 = 24;
+    /// Extension (pubsub).
+    pub const TOPIC_PEER: u8 = 25;
+    /// Extension (pubsub).
+    pub const MISSED: u8 = 26;
 }
 
 /// Bytes in front of the payload of a Data message: type and ID.
@@ -369,6 +419,10 @@ mod tests {
             any::<u64>().prop_map(|id| ClientMsg::Close { id }),
             any::<bool>().prop_map(|on| ClientMsg::Presence { on }),
             any::<u64>().prop_map(|count| ClientMsg::Ack { count }),
+            "\\PC{0,40}".prop_map(|topic| ClientMsg::Subscribe { topic }),
+            "\\PC{0,40}".prop_map(|topic| ClientMsg::Unsubscribe { topic }),
+            ("\\PC{0,40}", proptest::collection::vec(any::<u8>(), 0..100))
+                .prop_map(|(topic, d)| ClientMsg::Publish { topic, data: Bytes::from(d) }),
             (any::<u64>(), proptest::collection::vec(any::<u8>(), 0..200))
                 .prop_map(|(id, d)| ClientMsg::Data { id, data: Bytes::from(d) }),
             (any::<bool>(), relay, protocol, "\\PC{0,80}").prop_map(
@@ -399,6 +453,22 @@ mod tests {
             (any::<u64>(), "[A-Za-z0-9_-]{0,43}")
                 .prop_map(|(count, token)| ServerMsg::Resumed { count, token }),
             text.prop_map(|reason| ServerMsg::ResumeRefused { reason }),
+            text.prop_map(|topic| ServerMsg::Subscribed { topic }),
+            (text, text).prop_map(|(topic, reason)| ServerMsg::TopicRefused { topic, reason }),
+            (text, text, any::<u64>(), proptest::collection::vec(any::<u8>(), 0..100)).prop_map(
+                |(topic, from, seq, d)| ServerMsg::TopicMessage {
+                    topic,
+                    from,
+                    seq,
+                    data: Bytes::from(d)
+                }
+            ),
+            (any::<bool>(), text, text).prop_map(|(joined, topic, peer)| ServerMsg::TopicPeer {
+                joined,
+                topic,
+                peer
+            }),
+            (text, any::<u64>()).prop_map(|(topic, count)| ServerMsg::Missed { topic, count }),
             text.prop_map(|protocol| ServerMsg::ListenerClosed { protocol }),
             (any::<u64>(), text, text).prop_map(|(id, peer_id, protocol)| {
                 ServerMsg::PeerConnection { id, peer_id, protocol }

@@ -5,7 +5,7 @@ use super::Session;
 use crate::protocol::ServerMsg;
 
 /// What Hello's version tail offers, after the agent: each extension's name.
-pub const OFFERED: &[&str] = &["credit", "presence", "reachability", "resume"];
+pub const OFFERED: &[&str] = &["credit", "presence", "reachability", "resume", "pubsub"];
 
 /// What a client asked for; unknown tokens are ignored.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -15,6 +15,7 @@ pub struct Wanted {
     pub presence: bool,
     pub reachability: bool,
     pub resume: bool,
+    pub pubsub: bool,
 }
 
 impl Wanted {
@@ -32,6 +33,7 @@ impl Wanted {
                 ("presence", None) => wanted.presence = true,
                 ("reachability", None) => wanted.reachability = true,
                 ("resume", None) => wanted.resume = true,
+                ("pubsub", None) => wanted.pubsub = true,
                 _ => {}
             }
         }
@@ -79,6 +81,14 @@ impl Session {
             let grace = self.shared.limits.resume_grace.as_secs();
             on.push(format!("resume token={token} grace={grace}"));
         }
+        if wanted.pubsub {
+            self.enable_topics();
+        }
+        if self.topics.is_some() {
+            let max_message = self.shared.node.config().max_topic_message;
+            let max_topics = self.shared.limits.max_topics_per_session;
+            on.push(format!("pubsub max-message={max_message} max-topics={max_topics}"));
+        }
         self.out.reply(&ServerMsg::Extensions { names: on.join(" ") });
         if log_from_now {
             // Numbered from the message after this answer.
@@ -105,7 +115,13 @@ mod tests {
         let wanted = Wanted::parse("receive-window=4096 later=1 credit presence");
         assert_eq!(
             wanted,
-            Wanted { credit: Some(Some(4096)), presence: true, reachability: false, resume: false }
+            Wanted {
+                credit: Some(Some(4096)),
+                presence: true,
+                reachability: false,
+                resume: false,
+                pubsub: false
+            }
         );
         assert!(Wanted::parse("reachability").reachability);
         assert!(Wanted::parse("credit resume").resume);
@@ -119,7 +135,7 @@ mod tests {
     fn hello_offers_the_extensions_after_the_agent() {
         assert_eq!(
             hello_version(),
-            format!("{} credit presence reachability resume", crate::AGENT)
+            format!("{} credit presence reachability resume pubsub", crate::AGENT)
         );
     }
 }

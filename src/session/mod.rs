@@ -28,6 +28,7 @@ mod start;
 pub mod streams;
 #[cfg(test)]
 mod tests;
+mod topics;
 mod write_queue;
 
 use std::{sync::Arc, time::Duration};
@@ -147,6 +148,8 @@ struct Session {
     link: Link,
     /// The resume extension, once on.
     resume: Option<Resume>,
+    /// The pubsub extension, once on.
+    topics: Option<topics::Topics>,
     node: Option<NodeHandle>,
     /// Reachability changes after the first Identify, each answered by a fresh one.
     reachability: Option<watch::Receiver<Reachability>>,
@@ -170,6 +173,7 @@ impl Session {
             peer,
             link: Link::default(),
             resume: None,
+            topics: None,
             node: None,
             reachability: None,
             reachability_on: false,
@@ -244,6 +248,10 @@ impl Session {
                 }
                 event = self.presence.next() => {
                     self.on_presence_event(event);
+                    None
+                }
+                Some(event) = topics::next_event(self.topics.as_mut()) => {
+                    self.on_topic_event(event);
                     None
                 }
                 _ = drained, if paused => {
@@ -347,6 +355,9 @@ impl Session {
             ClientMsg::Extensions { names } => self.on_extensions(names),
             ClientMsg::Credit { id, bytes } => self.streams.on_credit(id, bytes),
             ClientMsg::Ack { count } => self.on_ack(count),
+            ClientMsg::Subscribe { topic } => self.on_subscribe(topic).await,
+            ClientMsg::Unsubscribe { topic } => self.on_unsubscribe(topic),
+            ClientMsg::Publish { topic, data } => self.on_publish(topic, data).await,
         }
     }
 
@@ -380,6 +391,7 @@ impl Session {
     /// bounded time); otherwise (daemon shutdown) they stop at once.
     fn shutdown(&mut self, drain: bool) {
         self.unpark();
+        self.leave_topics();
         for protocol in self.listeners.drain() {
             self.shared.hub.unregister(&protocol, self.id);
         }

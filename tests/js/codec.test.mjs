@@ -31,6 +31,7 @@ function toVectorForm(msg) {
     const out = { ...msg };
     if (typeof out.id === 'bigint') out.id = out.id.toString();
     if (typeof out.count === 'bigint') out.count = out.count.toString();
+    if (typeof out.seq === 'bigint') out.seq = out.seq.toString();
     if (out.data instanceof Uint8Array) out.data = hex(out.data);
     return out;
 }
@@ -39,6 +40,7 @@ function fromVectorForm(msg) {
     const out = { ...msg };
     if (typeof out.id === 'string') out.id = BigInt(out.id);
     if (typeof out.count === 'string') out.count = BigInt(out.count);
+    if (typeof out.seq === 'string') out.seq = BigInt(out.seq);
     if (typeof out.data === 'string') out.data = unhex(out.data);
     return out;
 }
@@ -65,7 +67,8 @@ test('every server message type has a vector', () => {
         'Hello', 'Identify', 'ListenerConnection', 'ConnectionClosed', 'Data', 'ListenRefused',
         'ListenerClosed', 'PeerConnection', 'PeerConnectionRefused', 'ProtocolError', 'Listening',
         'Peer', 'LocalListener', 'PresenceReady', 'PresenceResync', 'Relayed', 'Extensions', 'Credit',
-        'Reachability', 'Ack', 'Resumed', 'ResumeRefused',
+        'Reachability', 'Ack', 'Resumed', 'ResumeRefused', 'Subscribed', 'TopicRefused', 'TopicMessage',
+        'TopicPeer', 'Missed',
     ]) {
         assert.ok(seen.has(type), type);
     }
@@ -132,9 +135,9 @@ test('truncated server messages throw Errors naming the message', () => {
 });
 
 test('unknown server message types decode as Unknown', () => {
-    const m = decodeServerMessage(unhex('1601'));
+    const m = decodeServerMessage(unhex('1b01'));
     assert.equal(m.type, 'Unknown');
-    assert.equal(m.code, 22);
+    assert.equal(m.code, 27);
     assert.deepEqual([...m.body], [1]);
     assert.equal(decodeServerMessage(unhex('ff')).type, 'Unknown');
 });

@@ -465,7 +465,7 @@ test('Protocol Error becomes an error event; unknown message types are ignored',
     const errors = [];
     gw.addEventListener('error', (e) => errors.push(e.detail));
     daemon.send(ws, { type: 'ProtocolError', msg: 'Listen: FRAMES flag must be 0 or 1, got 7' });
-    daemon.send(ws, Uint8Array.of(22, 1)); // a future message type
+    daemon.send(ws, Uint8Array.of(27, 1)); // a future message type
     daemon.send(ws, Uint8Array.of(200));
     daemon.send(ws, Uint8Array.of(3, 0)); // truncated: reported, not thrown
     await gw.listen('/after');

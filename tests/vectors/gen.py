@@ -274,6 +274,11 @@ def decode_client(b: bytes) -> dict:
         return {"type": "Credit", "id": i, "bytes": r.credit()}
     if t == 9:
         return {"type": "Ack", "count": r.id()}
+    if t in (10, 11):
+        return {"type": "Subscribe" if t == 10 else "Unsubscribe", "topic": r.rest().decode("utf-8")}
+    if t == 12:
+        topic = r.str()
+        return {"type": "Publish", "topic": topic, "data": r.rest().hex()}
     raise AssertionError(t)
 
 
@@ -324,6 +329,18 @@ def decode_server(b: bytes) -> dict:
         return {"type": "Resumed", "count": r.id(), "token": text()}
     if t == 21:
         return {"type": "ResumeRefused", "reason": text()}
+    if t == 22:
+        return {"type": "Subscribed", "topic": text()}
+    if t == 23:
+        return {"type": "TopicRefused", "topic": r.str(), "reason": text()}
+    if t == 24:
+        topic, sender, seq = r.str(), r.str(), r.id()
+        return {"type": "TopicMessage", "topic": topic, "from": sender, "seq": seq, "data": r.rest().hex()}
+    if t == 25:
+        joined = r.flag()
+        return {"type": "TopicPeer", "joined": joined, "topic": r.str(), "peerID": text()}
+    if t == 26:
+        return {"type": "Missed", "topic": r.str(), "count": r.id()}
     raise AssertionError(t)
 
 
@@ -417,6 +434,14 @@ def client_vectors() -> list[dict]:
         {"type": "Extensions", "names": "credit resume"})
     add("ack", "client", u8(9) + u64(300), {"type": "Ack", "count": "300"})
     add("ack max", "client", u8(9) + u64(2**64 - 1), {"type": "Ack", "count": str(2**64 - 1)})
+
+    # The pubsub extension: Subscribe (10), Unsubscribe (11), Publish (12).
+    add("subscribe", "client", u8(10) + rest(LOBBY), {"type": "Subscribe", "topic": LOBBY})
+    add("subscribe non-ascii", "client", u8(10) + rest("salle/été"), {"type": "Subscribe", "topic": "salle/été"})
+    add("unsubscribe", "client", u8(11) + rest(LOBBY), {"type": "Unsubscribe", "topic": LOBBY})
+    add("publish", "client", u8(12) + s(LOBBY) + b"\x00\x01\xfe\xff",
+        {"type": "Publish", "topic": LOBBY, "data": "0001feff"})
+    add("publish empty", "client", u8(12) + s(LOBBY), {"type": "Publish", "topic": LOBBY, "data": ""})
     return v
 
 
@@ -506,11 +531,28 @@ def server_vectors() -> list[dict]:
     add("resumed", u8(20) + u64(1234) + rest(TOKEN), {"type": "Resumed", "count": "1234", "token": TOKEN})
     add("resume refused", u8(21) + rest("no session to resume with that token"),
         {"type": "ResumeRefused", "reason": "no session to resume with that token"})
+    # The pubsub extension: Subscribed (22), Topic Refused (23), Message (24), Topic
+    # Peer (25), Missed (26).
+    add("subscribed", u8(22) + rest(LOBBY), {"type": "Subscribed", "topic": LOBBY})
+    refusal = "the session subscribes to 32 topics already, all it may"
+    add("topic refused", u8(23) + s(LOBBY) + rest(refusal), {"type": "TopicRefused", "topic": LOBBY, "reason": refusal})
+    add("topic message", u8(24) + s(LOBBY) + s(PEER_A) + u64(7) + b"\x00\x01\xfe\xff",
+        {"type": "TopicMessage", "topic": LOBBY, "from": PEER_A, "seq": "7", "data": "0001feff"})
+    add("topic message, max seq, empty", u8(24) + s(LOBBY) + s(PEER_B) + u64(2**64 - 1),
+        {"type": "TopicMessage", "topic": LOBBY, "from": PEER_B, "seq": str(2**64 - 1), "data": ""})
+    add("topic peer joined", u8(25) + flag(True) + s(LOBBY) + rest(PEER_B),
+        {"type": "TopicPeer", "joined": True, "topic": LOBBY, "peerID": PEER_B})
+    add("topic peer left", u8(25) + flag(False) + s(LOBBY) + rest(PEER_C),
+        {"type": "TopicPeer", "joined": False, "topic": LOBBY, "peerID": PEER_C})
+    add("missed", u8(26) + s(LOBBY) + u64(298), {"type": "Missed", "topic": LOBBY, "count": "298"})
     return v
 
 
 # ---------------------------------------------------------------- invalid client messages
 
+
+# A topic (pubsub extension).
+LOBBY = "gem-rush/lobby"
 
 # A resume token: 32 bytes, base64url without padding.
 TOKEN = base64.urlsafe_b64encode(bytes(range(32))).decode("ascii").rstrip("=")
@@ -538,6 +580,7 @@ def client_invalid() -> list[dict]:
     add("credit with 2 bytes of BYTES", u8(8) + u64(1) + b"\x00\x01", "Credit")
     add("credit with no body", u8(8), "Credit")
     add("ack with 7 bytes", u8(9) + b"\x00" * 7, "Ack")
+    add("publish with a topic length past the end", u8(12) + b"\x00\x10" + b"gem", "Publish")
     add("extensions with a newline", u8(7) + b"credit\n", "Extensions")
     add("extensions with a NUL byte", u8(7) + b"credit\x00presence", "Extensions")
     add("extensions not ascii", u8(7) + rest("crédit"), "Extensions")

@@ -38,6 +38,18 @@ impl ClientMsg {
                 Ok(Self::Credit { id: r.id()?, bytes: r.credit()? })
             }
             client_type::ACK => Ok(Self::Ack { count: Reader::new("Ack", body).u64("COUNT")? }),
+            client_type::SUBSCRIBE => {
+                Ok(Self::Subscribe { topic: Reader::new("Subscribe", body).rest_str("TOPIC")? })
+            }
+            client_type::UNSUBSCRIBE => {
+                Ok(Self::Unsubscribe { topic: Reader::new("Unsubscribe", body).rest_str("TOPIC")? })
+            }
+            client_type::PUBLISH => {
+                let mut r = Reader::new("Publish", body);
+                let topic = r.str("TOPIC")?;
+                let at = bytes.len() - r.rest().len();
+                Ok(Self::Publish { topic, data: bytes.slice(at..) })
+            }
             other => Err(DecodeError::UnknownType(other)),
         }
     }
@@ -116,6 +128,19 @@ impl ClientMsg {
             Self::Ack { count } => {
                 out.put_u8(client_type::ACK);
                 out.put_u64(*count);
+            }
+            Self::Subscribe { topic } => {
+                out.put_u8(client_type::SUBSCRIBE);
+                out.put_slice(topic.as_bytes());
+            }
+            Self::Unsubscribe { topic } => {
+                out.put_u8(client_type::UNSUBSCRIBE);
+                out.put_slice(topic.as_bytes());
+            }
+            Self::Publish { topic, data } => {
+                out.put_u8(client_type::PUBLISH);
+                put_str(&mut out, topic);
+                out.put_slice(data);
             }
         }
         out.freeze()

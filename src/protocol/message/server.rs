@@ -117,6 +117,33 @@ impl ServerMsg {
                 out.put_u8(server_type::RESUME_REFUSED);
                 out.put_slice(reason.as_bytes());
             }
+            Self::Subscribed { topic } => {
+                out.put_u8(server_type::SUBSCRIBED);
+                out.put_slice(topic.as_bytes());
+            }
+            Self::TopicRefused { topic, reason } => {
+                out.put_u8(server_type::TOPIC_REFUSED);
+                put_str(&mut out, topic);
+                out.put_slice(reason.as_bytes());
+            }
+            Self::TopicMessage { topic, from, seq, data } => {
+                out.put_u8(server_type::TOPIC_MESSAGE);
+                put_str(&mut out, topic);
+                put_str(&mut out, from);
+                out.put_u64(*seq);
+                out.put_slice(data);
+            }
+            Self::TopicPeer { joined, topic, peer } => {
+                out.put_u8(server_type::TOPIC_PEER);
+                out.put_u8(u8::from(*joined));
+                put_str(&mut out, topic);
+                out.put_slice(peer.as_bytes());
+            }
+            Self::Missed { topic, count } => {
+                out.put_u8(server_type::MISSED);
+                put_str(&mut out, topic);
+                out.put_u64(*count);
+            }
         }
         out.freeze()
     }
@@ -154,6 +181,13 @@ impl ServerMsg {
             Self::Ack { .. } => 8,
             Self::Resumed { token, .. } => 8 + token.len(),
             Self::ResumeRefused { reason } => reason.len(),
+            Self::Subscribed { topic } => topic.len(),
+            Self::TopicRefused { topic, reason } => 2 + topic.len() + reason.len(),
+            Self::TopicMessage { topic, from, data, .. } => {
+                2 + topic.len() + 2 + from.len() + 8 + data.len()
+            }
+            Self::TopicPeer { topic, peer, .. } => 1 + 2 + topic.len() + peer.len(),
+            Self::Missed { topic, .. } => 2 + topic.len() + 8,
         }
     }
 
@@ -248,6 +282,28 @@ impl ServerMsg {
             server_type::RESUME_REFUSED => Self::ResumeRefused {
                 reason: Reader::new("Resume Refused", body).rest_str("REASON")?,
             },
+            server_type::SUBSCRIBED => {
+                Self::Subscribed { topic: Reader::new("Subscribed", body).rest_str("TOPIC")? }
+            }
+            server_type::TOPIC_REFUSED => {
+                let mut r = Reader::new("Topic Refused", body);
+                Self::TopicRefused { topic: r.str("TOPIC")?, reason: r.rest_str("REASON")? }
+            }
+            server_type::TOPIC_MESSAGE => {
+                let mut r = Reader::new("Message", body);
+                let (topic, from, seq) = (r.str("TOPIC")?, r.str("FROM")?, r.u64("SEQ")?);
+                let at = bytes.len() - r.rest().len();
+                Self::TopicMessage { topic, from, seq, data: bytes.slice(at..) }
+            }
+            server_type::TOPIC_PEER => {
+                let mut r = Reader::new("Topic Peer", body);
+                let joined = r.flag("JOINED")?;
+                Self::TopicPeer { joined, topic: r.str("TOPIC")?, peer: r.rest_str("PEERID")? }
+            }
+            server_type::MISSED => {
+                let mut r = Reader::new("Missed", body);
+                Self::Missed { topic: r.str("TOPIC")?, count: r.u64("COUNT")? }
+            }
             server_type::LISTENING => {
                 Self::Listening { protocol: Reader::new("Listening", body).rest_str("PROTOCOL")? }
             }

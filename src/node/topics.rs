@@ -1,0 +1,250 @@
+//! Topics (the pubsub extension, PROTOCOL.md): gossipsub subscriptions shared by the
+//! daemon's sessions. However many sessions subscribe to a topic, the node holds one
+//! libp2p subscription for it; each message the node receives is handed to every
+//! subscribed session, and a session's publish to the other sessions of this daemon
+//! in-process (gossipsub never delivers a node's own messages to itself) and to the
+//! network once.
+//!
+//! Nothing here ever waits: the event loop hands a message to each session's
+//! [`TopicInbox`], which takes it only while the session holds less than its budget
+//! of undelivered bytes; past it the message is dropped and counted, and the session
+//! tells its page how many it missed. A slow page so never holds the swarm, another
+//! session, or more memory than its budget.
+
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc, Mutex,
+    },
+};
+
+use bytes::Bytes;
+use libp2p::{gossipsub, identity::Keypair, PeerId};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
+
+/// The longest topic name, in bytes.
+pub const MAX_TOPIC_LEN: usize = 256;
+/// What a topic event costs in a session's budget beyond its data.
+const EVENT_OVERHEAD: usize = 64;
+/// Room in a gossipsub RPC beyond a message's data: its topic, sender, sequence
+/// number, signature and key.
+const RPC_OVERHEAD: usize = 2048;
+
+/// What a session gets from its topics.
+pub enum TopicEvent {
+    /// A message published on `topic` by `from` (its `seq`-th), holding its share of
+    /// the session's budget until the browser has it.
+    Message { topic: Arc<str>, from: PeerId, seq: u64, data: Bytes, permit: OwnedSemaphorePermit },
+    /// A peer joined (or left) `topic`.
+    Peer { topic: Arc<str>, peer: PeerId, joined: bool, permit: OwnedSemaphorePermit },
+    /// Events of `topic` were dropped for want of room; [`TopicInbox::take_missed`]
+    /// says how many. At most one waits per topic.
+    Missed { topic: Arc<str> },
+}
+
+/// One session's way in for topic events: bounded in bytes.
+#[derive(Clone)]
+pub struct TopicInbox {
+    tx: mpsc::UnboundedSender<TopicEvent>,
+    budget: Arc<Semaphore>,
+    missed: Arc<Mutex<HashMap<Arc<str>, u64>>>,
+}
+
+impl TopicInbox {
+    /// An inbox holding at most `budget` bytes of undelivered events, and its receiver.
+    pub fn new(budget: usize) -> (Self, mpsc::UnboundedReceiver<TopicEvent>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let budget = Arc::new(Semaphore::new(budget.min(Semaphore::MAX_PERMITS)));
+        (Self { tx, budget, missed: Arc::default() }, rx)
+    }
+
+    fn room(&self, topic: &Arc<str>, cost: usize) -> Option<OwnedSemaphorePermit> {
+        let cost = u32::try_from(cost).unwrap_or(u32::MAX);
+        match self.budget.clone().try_acquire_many_owned(cost) {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                let mut missed = lock(&self.missed);
+                let count = missed.entry(topic.clone()).or_default();
+                *count += 1;
+                if *count == 1 {
+                    let _ = self.tx.send(TopicEvent::Missed { topic: topic.clone() });
+                }
+                None
+            }
+        }
+    }
+
+    fn message(&self, topic: &Arc<str>, from: PeerId, seq: u64, data: &Bytes) {
+        let cost = data.len() + topic.len() + EVENT_OVERHEAD;
+        if let Some(permit) = self.room(topic, cost) {
+            let (topic, data) = (topic.clone(), data.clone());
+            let _ = self.tx.send(TopicEvent::Message { topic, from, seq, data, permit });
+        }
+    }
+
+    fn peer(&self, topic: &Arc<str>, peer: PeerId, joined: bool) {
+        if let Some(permit) = self.room(topic, topic.len() + EVENT_OVERHEAD) {
+            let _ = self.tx.send(TopicEvent::Peer { topic: topic.clone(), peer, joined, permit });
+        }
+    }
+
+    /// How many events of `topic` were dropped since last asked.
+    pub fn take_missed(&self, topic: &str) -> u64 {
+        lock(&self.missed).remove(topic).unwrap_or(0)
+    }
+}
+
+/// A topic's subscribed sessions, by session id.
+type Subscribers = HashMap<u64, TopicInbox>;
+
+/// Which sessions subscribe to which topics, daemon-wide.
+#[derive(Clone, Default)]
+pub struct TopicHub {
+    topics: Arc<Mutex<HashMap<Arc<str>, Subscribers>>>,
+}
+
+impl TopicHub {
+    /// Subscribes `session`; `true` when it is the topic's first subscriber here (the
+    /// node then subscribes on the network).
+    pub(super) fn join(&self, topic: &str, session: u64, inbox: TopicInbox) -> bool {
+        let mut topics = lock(&self.topics);
+        let first = !topics.contains_key(topic);
+        topics.entry(Arc::from(topic)).or_default().insert(session, inbox);
+        first
+    }
+
+    /// Unsubscribes `session`; `true` when that was the topic's last subscriber here.
+    pub(super) fn leave(&self, topic: &str, session: u64) -> bool {
+        let mut topics = lock(&self.topics);
+        let Some(sessions) = topics.get_mut(topic) else { return false };
+        if sessions.remove(&session).is_none() || !sessions.is_empty() {
+            return false;
+        }
+        topics.remove(topic);
+        true
+    }
+
+    /// Hands a message to every session subscribed to `topic` but `except`.
+    pub(super) fn message(
+        &self,
+        topic: &str,
+        from: PeerId,
+        seq: u64,
+        data: &Bytes,
+        except: Option<u64>,
+    ) {
+        let topics = lock(&self.topics);
+        let Some((topic, sessions)) = topics.get_key_value(topic) else { return };
+        for (session, inbox) in sessions {
+            if Some(*session) != except {
+                inbox.message(topic, from, seq, data);
+            }
+        }
+    }
+
+    /// Tells every session subscribed to `topic` that `peer` joined or left it.
+    pub(super) fn peer(&self, topic: &str, peer: PeerId, joined: bool) {
+        let topics = lock(&self.topics);
+        let Some((topic, sessions)) = topics.get_key_value(topic) else { return };
+        for inbox in sessions.values() {
+            inbox.peer(topic, peer, joined);
+        }
+    }
+
+    /// Topics some session subscribes to.
+    pub fn len(&self) -> usize {
+        lock(&self.topics).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The sequence number of the last message this node published, as gossipsub
+/// numbered it (gossipsub's `publish` says only the message id, and nothing when no
+/// peer is subscribed yet; the id function sees every message, its own included).
+#[derive(Clone, Default)]
+pub(super) struct LastSeq(Arc<AtomicU64>);
+
+impl LastSeq {
+    pub(super) fn get(&self) -> u64 {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// Gossipsub as the daemon runs it: signed messages, strict validation, messages of
+/// at most `max_message` bytes, and message ids as go-libp2p and js-libp2p make
+/// them (the sender's peer id bytes, then the sequence number, big-endian), so their
+/// gossip (IHAVE/IWANT) names the same messages.
+pub(super) fn behaviour(
+    key: &Keypair,
+    max_message: usize,
+    last_seq: LastSeq,
+) -> Result<gossipsub::Behaviour, String> {
+    let me = key.public().to_peer_id();
+    let config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .max_transmit_size(max_message + RPC_OVERHEAD)
+        .message_id_fn(move |message: &gossipsub::Message| {
+            let seq = message.sequence_number.unwrap_or(0);
+            if message.source == Some(me) {
+                last_seq.0.store(seq, Ordering::Release);
+            }
+            let mut id = message.source.map(|p| p.to_bytes()).unwrap_or_default();
+            id.extend_from_slice(&seq.to_be_bytes());
+            gossipsub::MessageId::new(&id)
+        })
+        .build()
+        .map_err(|e| e.to_string())?;
+    gossipsub::Behaviour::new(gossipsub::MessageAuthenticity::Signed(key.clone()), config)
+        .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_inbox_takes_what_fits_and_counts_the_rest() {
+        let (inbox, mut rx) = TopicInbox::new(1000);
+        let topic: Arc<str> = Arc::from("t");
+        let from = PeerId::random();
+        let data = Bytes::from(vec![0u8; 400]);
+        inbox.message(&topic, from, 1, &data);
+        inbox.message(&topic, from, 2, &data);
+        inbox.message(&topic, from, 3, &data); // no room: dropped, counted
+        inbox.message(&topic, from, 4, &data);
+        let mut seqs = Vec::new();
+        let mut missed = 0;
+        while let Ok(event) = rx.try_recv() {
+            match event {
+                TopicEvent::Message { seq, .. } => seqs.push(seq),
+                TopicEvent::Missed { topic } => missed += inbox.take_missed(&topic),
+                TopicEvent::Peer { .. } => unreachable!(),
+            }
+        }
+        assert_eq!((seqs, missed), (vec![1, 2], 2));
+        // Delivered messages give their room back.
+        inbox.message(&topic, from, 5, &data);
+        assert!(matches!(rx.try_recv(), Ok(TopicEvent::Message { seq: 5, .. })));
+    }
+
+    #[test]
+    fn the_hub_counts_first_and_last_subscribers() {
+        let hub = TopicHub::default();
+        let (a, _ra) = TopicInbox::new(1000);
+        let (b, _rb) = TopicInbox::new(1000);
+        assert!(hub.join("t", 1, a));
+        assert!(!hub.join("t", 2, b));
+        assert!(!hub.leave("t", 1));
+        assert!(!hub.leave("t", 1));
+        assert!(hub.leave("t", 2));
+        assert!(hub.is_empty());
+    }
+}
