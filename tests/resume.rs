@@ -357,3 +357,18 @@ async fn what_happens_while_detached_is_told_after_the_resume() {
     );
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_page_that_closes_with_code_1000_ends_its_session_at_once() {
+    const HELD: &str = "/test/held/4";
+    let daemon = Daemon::local().await;
+    let (peer, mut ended) = holding_peer(HELD).await;
+    let mut c = ResumeClient::new(&daemon.url(), None, "resume").await;
+    open(&mut c, &peer, HELD).await;
+    c.close_done().await;
+    within("the remote sees its stream end", &mut ended).await.unwrap();
+    let status = status_until(daemon.addr, |s| s["sessions"] == 0).await;
+    assert_eq!(status["detached"], 0);
+    assert_eq!(c.resume().await.unwrap_err(), "no session to resume with that token");
+    daemon.stop().await;
+}

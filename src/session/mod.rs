@@ -116,8 +116,10 @@ pub async fn run(
 /// Why a session ended.
 #[derive(Debug)]
 enum End {
-    /// The browser closed the WebSocket or it broke.
+    /// The browser closed the WebSocket (but not with code 1000) or it broke.
     Left,
+    /// The browser closed the WebSocket with code 1000 (normal closure): it is done.
+    Closed,
     /// Writing to the browser failed.
     WriteFailed,
     /// The daemon is shutting down.
@@ -311,6 +313,11 @@ impl Session {
                 self.out.reply(&ServerMsg::ProtocolError { msg: msg.into() });
             }
             Some(Ok(Message::Ping(_) | Message::Pong(_))) => {}
+            // Code 1000: the page is done with the session (with the resume extension,
+            // any other close, or none, may be a page going away for a while).
+            Some(Ok(Message::Close(Some(frame)))) if frame.code == close_code::NORMAL => {
+                return Some(End::Closed)
+            }
             Some(Ok(Message::Close(_))) | None => return Some(End::Left),
             Some(Err(e)) if is_capacity_error(&e) => return Some(End::TooBig(limits.max_message)),
             Some(Err(_)) => return Some(End::Left),
@@ -365,7 +372,7 @@ impl Session {
     /// for each stream first, then a WebSocket close frame with the reason.
     async fn farewell(&mut self, end: &End) {
         let (code, reason) = match end {
-            End::Left | End::WriteFailed | End::Expired => return,
+            End::Left | End::Closed | End::WriteFailed | End::Expired => return,
             End::Shutdown => (close_code::AWAY, "daemon shutting down".to_string()),
             End::Keepalive(after) => {
                 (close_code::ERROR, format!("no answer to pings for {} s", after.as_secs()))

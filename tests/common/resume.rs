@@ -239,9 +239,16 @@ impl ResumeClient {
         }
     }
 
-    /// Closes the WebSocket cleanly (as a page that goes away would).
+    /// Closes the WebSocket with no code (as a page that goes away may).
     pub async fn close(&mut self) {
         let _ = self.sink.close().await;
+    }
+
+    /// Closes the WebSocket with code 1000: the page is done with the session.
+    pub async fn close_done(&mut self) {
+        use tokio_tungstenite::tungstenite::protocol::{frame::coding::CloseCode, CloseFrame};
+        let frame = CloseFrame { code: CloseCode::Normal, reason: "done".into() };
+        let _ = self.sink.send(Message::Close(Some(frame))).await;
     }
 }
 
