@@ -1,5 +1,6 @@
-//! Interop with a real js-libp2p 3 node (`tests/interop/echo.mjs`: TCP, noise, yamux,
-//! ordinary js-libp2p backpressure), run by Node from a lockfile (`npm ci` in
+//! Interop with real js-libp2p 3 nodes (`tests/interop/echo.mjs`: TCP, noise, yamux,
+//! ordinary js-libp2p backpressure; `tests/interop/gossip.mjs`: the same with
+//! identify and gossipsub), run by Node from a lockfile (`npm ci` in
 //! `tests/interop/` on first use, bounded).
 //!
 //! The deep-pipeline finding of the flow-control work: a session echoing through such a
@@ -46,7 +47,7 @@ fn npm_ci() {
     static INSTALL: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one_at_a_time = INSTALL.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let dir = interop_dir();
-    if dir.join("node_modules/libp2p").exists() {
+    if dir.join("node_modules/@libp2p/gossipsub").exists() {
         return;
     }
     let mut npm = Command::new("timeout");
@@ -123,4 +124,111 @@ async fn a_deep_pipeline_through_a_js_libp2p_echo_completes_with_credit() {
         rate(&format!("with credit, {} KiB in flight", window >> 10), took);
     }
     daemon.stop().await;
+}
+
+/// The js-libp2p gossipsub node, subscribed to `topic`, dialing `dial`: what it
+/// prints, line by line, and a way to make it publish.
+struct JsGossip {
+    child: Child,
+    peer: PeerId,
+    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+}
+
+impl Drop for JsGossip {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl JsGossip {
+    async fn start(topic: &str, dial: &[Multiaddr]) -> Self {
+        tokio::task::spawn_blocking(npm_ci).await.unwrap();
+        let mut child = Command::new("node")
+            .arg("gossip.mjs")
+            .arg(topic)
+            .args(dial.iter().map(|a| a.to_string()))
+            .current_dir(interop_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node runs");
+        let stdout = child.stdout.take().unwrap();
+        let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let ready = within("the js-libp2p node starts", lines.recv()).await.unwrap();
+        let peer = ready.strip_prefix("READY ").expect(&ready).parse().unwrap();
+        Self { child, peer, lines }
+    }
+
+    fn publish(&mut self, text: &str) {
+        use std::io::Write as _;
+        let stdin = self.child.stdin.as_mut().unwrap();
+        writeln!(stdin, "{text}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Waits for a line starting with `prefix`; returns the rest.
+    async fn expect(&mut self, prefix: &str) -> String {
+        within(&format!("the js node prints {prefix}"), async {
+            loop {
+                let line = self.lines.recv().await.expect("the js node runs");
+                assert!(!line.starts_with("ERROR"), "{line}");
+                if let Some(rest) = line.strip_prefix(prefix) {
+                    return rest.to_string();
+                }
+            }
+        })
+        .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_daemons_and_a_js_libp2p_gossipsub_node_exchange_topic_messages_every_way() {
+    use common::topics::*;
+    const TOPIC: &str = "gem-rush/interop";
+    let a = Daemon::with_key(libp2p_websocket::node::NodeKey::generate()).await;
+    let (mut a1, a_id) = pubsub_session(&a).await;
+    let b = daemon_dialing(full_addr(&a_id)).await;
+    let (mut b1, b_id) = pubsub_session(&b).await;
+    let mut js = JsGossip::start(TOPIC, &[full_addr(&a_id)]).await;
+    // Everyone on the topic knows of everyone it is connected to.
+    let on_a = subscribe(&mut a1, TOPIC).await;
+    let on_b = subscribe(&mut b1, TOPIC).await;
+    if !on_a.contains(&js.peer.to_base58()) {
+        within("A hears the js node joined", joined(&mut a1, &js.peer)).await;
+    }
+    if !on_b.contains(&a_id.peer_id.to_base58()) {
+        within("B hears A joined", joined(&mut b1, &a_id.peer_id)).await;
+    }
+    js.expect(&format!("JOINED {}", a_id.peer_id)).await;
+
+    // js → A (direct) and → B (forwarded by A's gossipsub).
+    js.publish("from js");
+    for session in [&mut a1, &mut b1] {
+        let (from, _, data) = within("the js message arrives", message(session)).await;
+        assert_eq!((from, data), (js.peer.to_base58(), b"from js".to_vec()));
+    }
+    // A page on A → js and → B.
+    publish(&mut a1, TOPIC, b"from a").await;
+    let got = js.expect("MESSAGE ").await;
+    assert!(got.starts_with(&a_id.peer_id.to_base58()) && got.ends_with(" from a"), "{got}");
+    let (from, _, data) = message(&mut b1).await;
+    assert_eq!((from, data), (a_id.peer_id.to_base58(), b"from a".to_vec()));
+    // A page on B → js (through A, which js is connected to) and → A.
+    publish(&mut b1, TOPIC, b"from b").await;
+    let got = js.expect("MESSAGE ").await;
+    assert!(got.starts_with(&b_id.peer_id.to_base58()) && got.ends_with(" from b"), "{got}");
+    let (from, _, data) = message(&mut a1).await;
+    assert_eq!((from, data), (b_id.peer_id.to_base58(), b"from b".to_vec()));
+    // Nothing twice.
+    no_message(&mut a1, Duration::from_millis(500)).await;
+    no_message(&mut b1, Duration::from_millis(500)).await;
+    b.stop().await;
+    a.stop().await;
 }

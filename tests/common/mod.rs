@@ -4,6 +4,7 @@
 
 pub mod credit;
 pub mod resume;
+pub mod topics;
 
 use std::{net::SocketAddr, time::Duration};
 
