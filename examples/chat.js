@@ -10,11 +10,17 @@
 //
 // A host greets a new guest with one "join" per member already present, marked
 // "present": true so the guest lists them without announcing them.
+//
+// Drops: with the daemon's resume extension the gateway takes a dropped session back by
+// itself; the room goes on, messages sent meanwhile wait (shown faded) and go out on
+// resume, and nothing is lost or doubled. A host page reloaded within the grace period
+// takes its room's listener back and opens the room again (guests join anew).
 
 import { Gateway, isConnectString, parseConnectString } from './protocol.js';
 
 const CHAT_PROTOCOL = '/libp2p-websocket/chat/1.0.0';
 const NAME_STORAGE = 'libp2p-websocket-chat-name';
+const HOSTING_STORAGE = 'libp2p-websocket-chat-hosting'; // sessionStorage: '1' while hosting
 const MAX_TEXT = 4000;
 const MAX_NAME = 40;
 
@@ -181,6 +187,7 @@ async function startHosting() {
         return;
     }
     state.mode = 'hosting';
+    rememberHosting(true);
     state.guests.clear();
     ui.connectString.textContent = gw.connectString;
     ui.connectString.value = gw.connectString;
@@ -329,7 +336,7 @@ async function join() {
 function closedText(reason) {
     if (!reason || reason === 'closed') return 'You left the room.';
     if (reason === 'closed by remote') return 'The host closed the room.';
-    if (reason === 'gateway closed') return 'Lost the connection to the daemon.';
+    if (reason === 'gateway closed' || reason.startsWith('session lost')) return 'Lost the connection to the daemon.';
     return `Disconnected from the room: ${reason}`;
 }
 
@@ -368,6 +375,7 @@ function leave() {
 }
 
 function leaveRoomUi(notice) {
+    if (state.mode === 'hosting' || state.mode === 'busy') rememberHosting(false);
     state.mode = 'idle';
     state.guests.clear();
     state.hostConnection = null;
@@ -439,6 +447,30 @@ function showNode(gw) {
     }
 }
 
+// Whether this page hosts a room, kept for a reload.
+function rememberHosting(on) {
+    try {
+        if (on) sessionStorage.setItem(HOSTING_STORAGE, '1');
+        else sessionStorage.removeItem(HOSTING_STORAGE);
+    } catch {
+        /* no storage: a reload closes the room */
+    }
+}
+
+// A reloaded page's gateway took its session back with its listeners: a room this page
+// hosted opens again (listen() resolves at once); an unwanted room listener is stopped.
+function reclaimRoom(gw) {
+    if (!gw.listening.has(CHAT_PROTOCOL)) return rememberHosting(false);
+    let hosted = false;
+    try {
+        hosted = sessionStorage.getItem(HOSTING_STORAGE) === '1';
+    } catch {
+        /* no storage */
+    }
+    if (hosted && state.mode === 'idle') startHosting();
+    else gw.stop(CHAT_PROTOCOL).catch(() => {});
+}
+
 async function connectGateway(attempt = 0) {
     ui.daemon.textContent = 'connecting…';
     let gw;
@@ -460,6 +492,15 @@ async function connectGateway(attempt = 0) {
     gw.addEventListener('listenerclosed', (e) => {
         if (e.detail === CHAT_PROTOCOL && state.mode === 'hosting') leaveRoomUi('The daemon closed your room.');
     });
+    // A dropped WebSocket: the gateway takes the session back by itself.
+    gw.addEventListener('disconnected', () => {
+        ui.daemon.textContent = 'reconnecting…';
+        ui.daemon.dataset.state = 'reconnecting';
+    });
+    gw.addEventListener('resumed', () => {
+        ui.daemon.textContent = 'connected';
+        ui.daemon.dataset.state = 'up';
+    });
     gw.addEventListener('close', () => {
         state.gateway = null;
         if (state.mode !== 'idle') leaveRoomUi('Lost the connection to the daemon.');
@@ -471,6 +512,7 @@ async function connectGateway(attempt = 0) {
     });
     if (state.mode === 'idle') setStatus('Ready. Host a room, or paste a connect string to join one.');
     render();
+    reclaimRoom(gw);
 }
 
 // ------------------------------------------------------------------ wiring

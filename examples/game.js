@@ -25,6 +25,12 @@
 //                   {t:'x', why: text}                 you are out (game ended, full)
 //
 // flags: 1 dashing, 2 stunned (just lost a gem to a dash).
+//
+// Drops: with the daemon's resume extension the session outlives a dropped WebSocket
+// (a Wi-Fi blip): the gateway takes it back by itself, the game goes on, and only a
+// "reconnecting…" shows meanwhile. A host page reloaded within the grace period takes
+// its game's listener back (the game is remembered in sessionStorage) and hosts the
+// same game again: it stays in every lobby, and players join it anew.
 
 import { Gateway } from './protocol.js';
 
@@ -32,6 +38,7 @@ const GAME_PREFIX = '/libp2p-websocket/game/1.0.0/';
 const MAX_PROTOCOL_BYTES = 200;
 const NAME_STORAGE = 'libp2p-websocket-game-name';
 const COLOR_STORAGE = 'libp2p-websocket-game-color';
+const HOSTING_STORAGE = 'libp2p-websocket-game-hosting'; // sessionStorage: {protocol, name}
 const MAX_NAME = 24;
 const MAX_GAME_NAME = 40;
 const MAX_PLAYERS = 8;
@@ -810,12 +817,44 @@ class Guest {
 
 // ------------------------------------------------------------------ hosting, joining, leaving
 
-async function hostGame() {
+// The game this page hosts, kept for a reload (null: none).
+function rememberHosting(game) {
+    try {
+        if (game) sessionStorage.setItem(HOSTING_STORAGE, JSON.stringify(game));
+        else sessionStorage.removeItem(HOSTING_STORAGE);
+    } catch {
+        /* no storage: a reload ends the game */
+    }
+}
+
+function rememberedHosting() {
+    try {
+        const game = JSON.parse(sessionStorage.getItem(HOSTING_STORAGE) ?? 'null');
+        return typeof game?.protocol === 'string' && typeof game.name === 'string' ? game : null;
+    } catch {
+        return null;
+    }
+}
+
+// A reloaded page's gateway took its session back with the session's listeners: the
+// game this page hosted is hosted again (its listen() resolves at once); any other
+// game listener is stopped.
+function reclaimGames(gw) {
+    const hosted = rememberedHosting();
+    for (const protocol of gw.listening) {
+        if (!protocol.startsWith(GAME_PREFIX)) continue;
+        if (hosted?.protocol === protocol && app.mode === 'lobby') hostGame(hosted);
+        else gw.stop(protocol).catch(() => {});
+    }
+    if (hosted && !gw.listening.has(hosted.protocol)) rememberHosting(null);
+}
+
+async function hostGame(reclaim = null) {
     const gw = app.gw;
     if (!gw || app.mode !== 'lobby' || app.busy) return;
     const name = myName();
-    const gameName = cleanName(ui.gameName.value, `${name}'s arena`).slice(0, MAX_GAME_NAME);
-    const protocol = gameProtocol(gameName);
+    const gameName = reclaim?.name ?? cleanName(ui.gameName.value, `${name}'s arena`).slice(0, MAX_GAME_NAME);
+    const protocol = reclaim?.protocol ?? gameProtocol(gameName);
     app.busy = true;
     render();
     setStatus('Opening the game…');
@@ -830,6 +869,7 @@ async function hostGame() {
     app.busy = false;
     app.host = new Host(gw, protocol, gameName, name, app.color);
     app.game = { protocol, name: gameName, peerID: gw.peerID, local: true };
+    rememberHosting({ protocol, name: gameName });
     enterGame('hosting');
     setStatus(`Hosting “${gameName}”. Players on this daemon and on connected daemons see it in their lobby.`);
 }
@@ -859,7 +899,8 @@ async function joinGame(game) {
     });
     conn.addEventListener('close', (e) => {
         if (app.guest !== guest) return;
-        const why = guest.why ?? (e.detail === 'gateway closed' ? 'Lost the connection to the daemon.' : 'The game ended.');
+        const gone = e.detail === 'gateway closed' || String(e.detail).startsWith('session lost');
+        const why = guest.why ?? (gone ? 'Lost the connection to the daemon.' : 'The game ended.');
         backToLobby(why);
     });
     send(conn, { t: 'h', n: myName(), c: app.color });
@@ -889,6 +930,7 @@ async function leaveGame() {
         const protocol = host.protocol;
         app.host = null;
         host.end('The host ended the game.');
+        rememberHosting(null);
         backToLobby('You ended your game.');
         try {
             await app.gw?.stop(protocol);
@@ -906,6 +948,7 @@ async function leaveGame() {
 
 function backToLobby(why) {
     app.host?.end('The host ended the game.');
+    if (app.host) rememberHosting(null);
     app.host = null;
     app.guest = null;
     app.game = null;
@@ -1438,6 +1481,16 @@ async function connectGateway(attempt = 0) {
     gw.addEventListener('listenerclosed', (e) => {
         if (app.host && e.detail === app.host.protocol) backToLobby('The daemon closed your game.');
     });
+    // A dropped WebSocket: the gateway takes the session back by itself; the game goes
+    // on (what is sent meanwhile waits) and only the indicator says so.
+    gw.addEventListener('disconnected', () => {
+        ui.daemon.textContent = 'reconnecting…';
+        ui.daemon.dataset.state = 'reconnecting';
+    });
+    gw.addEventListener('resumed', () => {
+        ui.daemon.textContent = 'connected';
+        ui.daemon.dataset.state = 'up';
+    });
     gw.addEventListener('close', () => {
         app.gw = null;
         if (app.mode !== 'lobby') backToLobby('Lost the connection to the daemon.');
@@ -1448,6 +1501,7 @@ async function connectGateway(attempt = 0) {
         setTimeout(() => connectGateway(0), 1000);
     });
     render();
+    reclaimGames(gw);
     try {
         await gw.subscribe();
         app.presence = 'live';
@@ -1505,7 +1559,7 @@ function init() {
         }
     });
     syncPlaceholder();
-    ui.host.addEventListener('click', hostGame);
+    ui.host.addEventListener('click', () => hostGame());
     ui.leave.addEventListener('click', leaveGame);
     for (const field of [ui.name, ui.gameName]) {
         field.addEventListener('keydown', (e) => {

@@ -17,14 +17,17 @@
 //      relay); the presence extension: `await gw.subscribe()`, `gw.peers()`,
 //      `gw.localListeners()`, `gw.findProtocols(prefix)`; and the credit
 //      extension, per-stream flow control, used whenever the daemon offers it
-//      (`conn.send()` returns false and `drain` fires behind missing credit).
+//      (`conn.send()` returns false and `drain` fires behind missing credit); and the
+//      resume extension, also used when offered: the session survives a dropped
+//      WebSocket (`disconnected`, `resumed`, `lost` events) and a page reload.
 //   3. The callback API of the original Go project's protocol.js
 //      (`import libp2p from './protocol.js'; libp2p.startProtocol(url, handler)`),
 //      kept so pages written for it run unchanged.
 //
 // The three layers live in protocol/: codec.js (1); gateway.js (the Gateway class),
 // connection.js (Connection), credit.js (the credit extension's bookkeeping),
-// presence.js (the presence table), socket.js and internal.js (what they share) (2);
+// resume.js (the resume extension's), presence.js (the presence table), socket.js and
+// internal.js (what they share) (2);
 // legacy.js (3). This module re-exports each layer's public names, and the default
 // export, so `/protocol.js` is all a page imports. No build step, no dependencies: ES
 // modules for browsers and Node 20+.
@@ -53,6 +56,7 @@ export {
 export { Connection } from './protocol/connection.js';
 export { Gateway } from './protocol/gateway.js';
 export { parsePeerInfo } from './protocol/presence.js';
+export { RESUME_STORAGE_NAME } from './protocol/resume.js';
 export {
     BlankHandler,
     CommandHandler,

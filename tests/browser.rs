@@ -22,6 +22,13 @@
 //!   index.html, driving the embedded `/protocol.js`): a raw stream whose reader stops
 //!   holds its writer well below the 16 MiB it writes, while a chat stream of the same
 //!   sessions goes on; once the reader reads on, all 16 MiB arrive in order.
+//! - `resume.mjs`: the resume extension on two daemons connected with `-peer`: a game
+//!   (host on A, a player on B) and a chat (host on A, a guest on B) survive a 5 s cut
+//!   of the B pages' network (a proxy in the script drops their WebSockets; Chromium's
+//!   offline emulation does not break an open one): the player stays in the game, and
+//!   numbered chat messages sent both ways across the cut arrive once each, in order.
+//!   Then the host's game page reloads and takes its game's listener back; the player
+//!   joins it again.
 //!
 //! The first run installs what is missing: `apt-get install chromium` (as root) when
 //! `/usr/bin/chromium` is absent, and `npm ci` in `tests/browser/` (playwright-core
@@ -314,4 +321,28 @@ fn chat_pages_of_the_originals_spring_and_july_2020_generations_run_in_chromium(
         "generations-july-host.png",
         "generations-july-guest.png",
     ]);
+}
+
+#[test]
+fn a_game_and_a_chat_survive_a_network_cut_and_a_reload_in_chromium() {
+    // As for the game: A starts its node at launch, B dials it as its bootstrap peer.
+    let dir = TempDir::new("resume");
+    let key_a = dir.path().join("a.key");
+    let key_b = dir.path().join("b.key");
+    let a = daemon(&["--key-file", key_a.to_str().unwrap()]);
+    let peer_a = a
+        .wait_for(NODE_UP, peer_id_in)
+        .unwrap_or_else(|| panic!("A did not log its peer id; it printed:\n{}", a.output()));
+    let addr_a = a
+        .wait_for(NODE_UP, tcp_address_in)
+        .unwrap_or_else(|| panic!("A did not log its TCP address; it printed:\n{}", a.output()));
+    let peer = format!("{addr_a}/p2p/{peer_a}");
+    let b = daemon(&["--key-file", key_b.to_str().unwrap(), "-peer", &peer]);
+    assert!(
+        b.wait_for_line(&["connected to bootstrap peer", &peer_a], NODE_UP).is_some(),
+        "B did not connect to A at {peer}; it printed:\n{}",
+        b.output()
+    );
+    node_script("resume.mjs", &[a.url(""), b.url(""), peer_a]);
+    assert_shots(&["resume-cut.png", "resume-after.png", "resume-reload.png"]);
 }

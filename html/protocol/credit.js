@@ -8,8 +8,7 @@
 'use strict';
 
 import { MAX_CREDIT } from './codec.js';
-import { kDrained, kOut, kSend } from './internal.js';
-import { OPEN } from './socket.js';
+import { kDrained, kLive, kOut, kSend } from './internal.js';
 
 // ------------------------------------------------------------------ negotiation
 
@@ -79,9 +78,10 @@ export class SessionSender {
         this.lingering = new Map();
     }
 
+    // Whether Data can go out now. While the gateway resumes its session (resume
+    // extension) it waits here, as behind missing credit, and goes out on resume.
     #open() {
-        const gateway = this.#gateway;
-        return !gateway.closed && gateway.socket.readyState === OPEN;
+        return this.#gateway[kLive];
     }
 
     // Sends a Data of `conn` (a credited connection), or queues it behind missing credit
@@ -89,7 +89,10 @@ export class SessionSender {
     // out, fail(err) if it never will. Returns whether all of it went out now.
     write(conn, bytes, done, fail) {
         const out = conn[kOut];
-        if (!this.#open()) throw new Error('the gateway WebSocket is not open');
+        const gateway = this.#gateway;
+        if (!this.#open() && !(gateway.disconnected && !gateway.closed)) {
+            throw new Error('the gateway WebSocket is not open');
+        }
         const window = this.windows.streamWindow;
         if (conn.framed && bytes.length + 4 > window) {
             throw new RangeError(

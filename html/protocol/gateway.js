@@ -1,7 +1,8 @@
 // gateway.js: Gateway, the promise API's session with the daemon: one control
-// WebSocket, the listeners and connections opened through it (each a Connection, see
-// connection.js), extension negotiation, and the presence extension's subscription
-// (the table itself is in presence.js; credit's bookkeeping in credit.js).
+// WebSocket (a new one after each drop, with the resume extension), the listeners and
+// connections opened through it (each a Connection, see connection.js), extension
+// negotiation, and the presence extension's subscription (the table itself is in
+// presence.js; credit's bookkeeping in credit.js; resume's in resume.js).
 
 'use strict';
 
@@ -24,6 +25,7 @@ import {
     kForget,
     kGiveBack,
     kLinger,
+    kLive,
     kOut,
     kOverrun,
     kRelayed,
@@ -31,7 +33,12 @@ import {
     kWrite,
 } from './internal.js';
 import { PresenceTable, isPresenceError, isUnknownPresence } from './presence.js';
+import { ResumeSession, baseUrl, defaultSessionStorage, resumeUrl, storedSession } from './resume.js';
 import { OPEN, defaultUrl, receiveBinary } from './socket.js';
+
+// What Gateway.connect() hands its gateway besides the page's options.
+const kBase = Symbol('base'); // the WebSocket URL without a resume query
+const kReclaim = Symbol('reclaim'); // the stored session the first WebSocket presents
 
 function defaultStorage() {
     try {
@@ -101,6 +108,30 @@ const REACHABILITY = ['unknown', 'private', 'public'];
  * sends a stream more than its receive credit (not the daemon's way) has that
  * connection closed, with an `error` event saying so.
  *
+ * Resume (PROTOCOL.md, "Extension: resume"): when the Hello offers `resume`, the gateway
+ * asks for it too (`{resume: false}` does not), and the session then outlives its
+ * WebSocket for the daemon's grace period (`resume.grace` seconds, 30 by default). When
+ * the WebSocket drops (not by close()), the gateway fires `disconnected` (detail: {code,
+ * reason, grace}) and tries to take the session back on a new WebSocket, waiting 100 ms
+ * doubling to 5 s between attempts (at once when the browser fires `online`);
+ * `disconnected` is true meanwhile. Connections, their
+ * streams, their credit and what is pending (listen, connect, ...) go on untouched:
+ * nothing is lost or doubled either way. What the page sends meanwhile waits: with
+ * credit, send() returns false and `drain` fires once it went out; without, it goes
+ * out on resume. On success: `resumed` (detail: {after: ms since the drop, attempts,
+ * resent: messages sent again}). When the daemon refuses, or the grace period is over:
+ * `lost` (detail: {reason}), then everything ends as on `close` (connections close with
+ * reason `session lost: ...`, pending requests reject) and `close` fires: start over
+ * with a new gateway. The token is kept in sessionStorage (RESUME_STORAGE_NAME), so a
+ * gateway made by the same page after a reload (same WebSocket URL, same path) takes
+ * the session back: it gets the node (identify) and the session's listeners (in
+ * `listening`); `listen()` for one of them resolves at once, without asking the daemon
+ * again, and its incoming connections come as `connection` events. Its streams are
+ * gone (the remotes saw them end). Listeners the page no longer wants it should stop().
+ * If the daemon refuses (grace over), the gateway goes on as a new session. Options:
+ * `{sessionStorage}` (a sessionStorage-like object, or null: no reload), `{resume:
+ * false}`. close() ends the session at once (code 1000: the page is done with it).
+ *
  * Presence (after `await gw.subscribe()`, see PROTOCOL.md "Extension: presence"): the
  * gateway keeps a table of the peers the node knows and of the protocols the daemon's
  * sessions listen on. `gw.peers()`, `gw.getState(peerID)`, `gw.localListeners()`,
@@ -129,6 +160,13 @@ export class Gateway extends EventTarget {
     #sender = null; // the SessionSender once credit is on
     #listenFramed = new Map(); // protocol -> whether its listener is framed
     #presence = new PresenceTable(this);
+    #WS; // the WebSocket class, for the WebSockets that resume the session
+    #base; // the WebSocket URL, without a resume query
+    #wantResume; // whether to ask for resume when the daemon offers it
+    #sessionStorage;
+    #resume = null; // the ResumeSession once resume was asked for
+    #reclaimed = new Set(); // listeners a reloaded page got back and has not listen()ed to
+    #reclaiming = false; // a reloaded page's session, taken back
 
     /**
      * Opens a WebSocket to the daemon and waits until it identified its node.
@@ -138,7 +176,10 @@ export class Gateway extends EventTarget {
      * (a localStorage-like object, or null for none), {extensions} (default true: opt in
      * to extension messages such as Relayed; false sends no Presence unless subscribe()
      * is called), {credit} (default true: use per-stream credit when the daemon offers
-     * it), {receiveWindow} (bytes of receive credit per stream to ask for).
+     * it), {receiveWindow} (bytes of receive credit per stream to ask for), {resume}
+     * (default true: ask for the resume extension when the daemon offers it), {sessionStorage}
+     * (where the resume token is kept for a reload, default globalThis.sessionStorage; null:
+     * nowhere). A page reloaded within the grace period takes its session back (see above).
      */
     static async connect(url, options = {}) {
         if (url !== undefined && url !== null && typeof url === 'object' && !(url instanceof URL)) {
@@ -148,8 +189,10 @@ export class Gateway extends EventTarget {
         const WS = options.WebSocket ?? globalThis.WebSocket;
         if (typeof WS !== 'function') throw new Error('no WebSocket class available: pass {WebSocket}');
         checkReceiveWindow(options.receiveWindow);
-        const ws = new WS(String(url ?? defaultUrl()));
-        const gateway = new Gateway(ws, options);
+        const base = baseUrl(url ?? defaultUrl());
+        const stored = options.resume === false ? null : storedSession(Gateway.#sessionStorageOf(options), base);
+        const ws = new WS(stored ? resumeUrl(base, stored.token) : base);
+        const gateway = new Gateway(ws, { ...options, WebSocket: WS, [kBase]: base, [kReclaim]: stored });
         try {
             await gateway.#ready.promise;
         } catch (err) {
@@ -169,6 +212,10 @@ export class Gateway extends EventTarget {
         checkReceiveWindow(options.receiveWindow);
         this.#wantCredit = options.credit !== false;
         this.#receiveWindow = options.receiveWindow;
+        this.#WS = options.WebSocket ?? ws.constructor;
+        this.#base = options[kBase] ?? baseUrl(ws.url);
+        this.#wantResume = options.resume !== false;
+        this.#sessionStorage = Gateway.#sessionStorageOf(options);
         /**
          * The node's reachability as AutoNAT knows it: 'unknown', 'private' or 'public'
          * (null until known; from the reachability extension, when the daemon offers it).
@@ -195,8 +242,48 @@ export class Gateway extends EventTarget {
         });
         promise.catch(() => {}); // a gateway built directly may never be awaited
         this.#ready = { promise, resolve, reject };
-        receiveBinary(ws, (bytes) => this.#receive(bytes));
-        ws.addEventListener('close', (event) => this.#socketClosed(event));
+        this.#watch(ws);
+        if (options[kReclaim]) {
+            this.#resume = ResumeSession.reclaiming(this.#resumeHost(), options[kReclaim], this.#resumeOptions());
+            this.version = String(options[kReclaim].version ?? '');
+        }
+    }
+
+    static #sessionStorageOf(options) {
+        return options.sessionStorage !== undefined ? options.sessionStorage : defaultSessionStorage();
+    }
+
+    // Handles what `ws` brings while it is the gateway's WebSocket.
+    #watch(ws) {
+        receiveBinary(ws, (bytes) => {
+            if (ws === this.#ws) this.#receive(bytes);
+        });
+        ws.addEventListener('close', (event) => {
+            if (ws === this.#ws) this.#socketClosed(event);
+        });
+    }
+
+    /**
+     * True between `disconnected` and `resumed` (or `lost`): the WebSocket dropped and
+     * the gateway is taking the session back.
+     */
+    get disconnected() {
+        return this.#resume?.disconnected ?? false;
+    }
+
+    /**
+     * The resume extension once on: {token, grace (s), received (numbered messages from
+     * the daemon), unacked (numbered messages sent and not acknowledged yet)}; else null.
+     */
+    get resume() {
+        const r = this.#resume;
+        if (!r?.counting) return null;
+        return { token: r.token, grace: r.grace, received: r.received, unacked: r.unacked };
+    }
+
+    // Whether a message can go out now (not only be kept for a resume).
+    get [kLive]() {
+        return !this.closed && !this.disconnected && this.#ws.readyState === OPEN;
     }
 
     /** The WebSocket underneath. */
@@ -230,6 +317,8 @@ export class Gateway extends EventTarget {
     /** Resolves when the daemon confirms (Listening); rejects on Listen Refused. */
     listen(protocol, { framed = true } = {}) {
         this.#listenFramed.set(protocol, Boolean(framed));
+        // A listener a reloaded page took back: the daemon listens already.
+        if (this.#reclaimed.delete(protocol)) return Promise.resolve(protocol);
         return this.#request(this.#pendingListens, protocol, { type: 'Listen', frames: framed, protocol });
     }
 
@@ -348,13 +437,22 @@ export class Gateway extends EventTarget {
         return this.#presence.findProtocols(this.peerID, prefix, all);
     }
 
-    /** Closes the WebSocket; the daemon then closes every listener and stream of it. */
-    close(code, reason) {
+    /**
+     * Closes the WebSocket (code 1000 unless told otherwise); the daemon then closes
+     * every listener and stream of it. Ends a resume under way. (With the resume
+     * extension, a close with another code leaves the session for a resume until its
+     * grace period is over, as a page that unloads does.)
+     */
+    close(code = 1000, reason) {
+        this.#resume?.stop();
+        const ws = this.#ws;
         try {
-            this.#ws.close(code, reason);
+            ws.close(code, reason);
         } catch {
-            this.#ws.close();
+            ws.close();
         }
+        // A socket that had dropped already sends no close event.
+        if (ws.readyState === 3) this.#end('gateway closed', { code, reason: reason ?? '' });
     }
 
     #request(table, protocol, msg) {
@@ -391,9 +489,14 @@ export class Gateway extends EventTarget {
         return i < 0 ? null : list.splice(i, 1)[0];
     }
 
+    // With resume on, a message is kept until the daemon acknowledges it: while
+    // disconnected it is only kept, and goes out on resume.
     [kSend](msg) {
-        if (this.closed || this.#ws.readyState !== OPEN) throw new Error('the gateway WebSocket is not open');
-        this.#ws.send(encodeClientMessage(msg));
+        if (this.closed) throw new Error('the gateway WebSocket is not open');
+        const bytes = encodeClientMessage(msg);
+        if (this.#resume?.keep(bytes)) return;
+        if (this.#ws.readyState !== OPEN) throw new Error('the gateway WebSocket is not open');
+        this.#ws.send(bytes);
     }
 
     [kForget](id) {
@@ -450,8 +553,9 @@ export class Gateway extends EventTarget {
         fire(this, 'error', text);
     }
 
-    // The Extensions message, right after Hello when the daemon offers credit or
-    // reachability.
+    // The Extensions message, right after Hello when the daemon offers credit,
+    // reachability or resume (and right after Resumed for a reloaded page: the session
+    // has them on already, the answer says with which parameters).
     #askExtensions() {
         const names = [];
         if (this.#wantCredit && this.offers.has('credit')) {
@@ -459,19 +563,66 @@ export class Gateway extends EventTarget {
             if (this.#receiveWindow !== undefined) names.push(`receive-window=${this.#receiveWindow}`);
         }
         if (this.offers.has('reachability')) names.push('reachability');
+        const resume = this.#wantResume && this.offers.has('resume');
+        if (resume) names.push('resume');
         if (names.length === 0) return;
         this[kSend]({ type: 'Extensions', names: names.join(' ') });
         this.#extensionsPending = true;
+        if (resume && !this.#resume) {
+            // numbered from the message after this one
+            this.#resume = new ResumeSession(this.#resumeHost(), this.#resumeOptions());
+            this.#resume.keeping = true;
+        }
     }
 
     #onExtensions(names) {
         if (!this.#extensionsPending) return; // not asked for: ignore
         this.#extensionsPending = false;
         this.extensions = parseExtensionNames(names);
-        if (this.extensions.has('credit')) {
+        if (this.extensions.has('credit') && !this.#sender) {
             this.#sender = new SessionSender(this, creditWindows(this.extensions));
         }
+        if (this.#resume && !this.#resume.answered(this.extensions)) this.#resume = null;
+        if (this.#reclaiming && !this.#identified) this.#start(); // its node did not run
         this.#maybeReady();
+    }
+
+    // ---------------------------------------------------------------- resume
+
+    #resumeOptions() {
+        return { storage: this.#sessionStorage, base: this.#base };
+    }
+
+    // What the ResumeSession asks of its gateway (see resume.js).
+    #resumeHost() {
+        const gateway = this;
+        return {
+            socket: () => this.#ws,
+            open: (url) => {
+                const ws = new this.#WS(url);
+                this.#ws = ws;
+                this.#watch(ws);
+                return ws;
+            },
+            get version() {
+                return gateway.version;
+            },
+            fire: (type, detail) => fire(this, type, detail),
+            resumed: () => this.#sender?.pump(),
+            reclaimed: () => {
+                this.#reclaiming = true;
+                this.offers = parseOffers(this.version);
+                this.#helloSeen = true;
+                this.#askExtensions();
+            },
+            fresh: () => {
+                this.#resume = null;
+            },
+            lost: (reason) => {
+                fire(this, 'lost', { reason });
+                this.#end(`session lost: ${reason}`, { code: 1006, reason });
+            },
+        };
     }
 
     #newConnection(id, peerID, protocol, incoming, framed) {
@@ -504,7 +655,21 @@ export class Gateway extends EventTarget {
         this.#presenceSent = true;
     }
 
+    // Start: with the page's key, or the stored one.
+    #start() {
+        let key = this.#startKey;
+        if (key === undefined) {
+            try {
+                key = this.#storage?.getItem(KEY_STORAGE_NAME) ?? '';
+            } catch {
+                key = '';
+            }
+        }
+        this[kSend]({ type: 'Start', key });
+    }
+
     #receive(bytes) {
+        if (this.#resume?.intercept(bytes)) return; // an Ack, or the answer to a resume
         let m;
         try {
             m = decodeServerMessage(bytes);
@@ -521,17 +686,7 @@ export class Gateway extends EventTarget {
                     this.offers = parseOffers(m.version);
                     this.#askExtensions(); // before anything else, Start included
                 }
-                if (!m.started) {
-                    let key = this.#startKey;
-                    if (key === undefined) {
-                        try {
-                            key = this.#storage?.getItem(KEY_STORAGE_NAME) ?? '';
-                        } catch {
-                            key = '';
-                        }
-                    }
-                    this[kSend]({ type: 'Start', key });
-                }
+                if (!m.started) this.#start();
                 break;
             }
             case 'Identify': {
@@ -585,10 +740,13 @@ export class Gateway extends EventTarget {
             case 'Data':
                 this.#connections.get(m.id)?.[kData](m.data);
                 break;
-            case 'Listening':
+            case 'Listening': {
                 this.listening.add(m.protocol);
-                this.#take(this.#pendingListens, m.protocol)?.resolve(m.protocol);
+                const pending = this.#take(this.#pendingListens, m.protocol);
+                if (pending) pending.resolve(m.protocol);
+                else this.#reclaimed.add(m.protocol); // unasked: a reloaded page's listener
                 break;
+            }
             case 'ListenRefused': {
                 const pending = this.#take(this.#pendingListens, m.protocol);
                 const err = Object.assign(new Error(`listen refused: ${m.protocol}`), { protocol: m.protocol });
@@ -661,8 +819,17 @@ export class Gateway extends EventTarget {
 
     #socketClosed(event) {
         if (this.closed) return;
+        if (this.#resume?.socketClosed(this.#ws, event)) return; // resuming
+        this.#end('gateway closed', event);
+    }
+
+    // The end of the gateway: its WebSocket closed, or its session was lost (`cause`).
+    #end(cause, event) {
+        if (this.closed) return;
         this.closed = true;
-        const why = `gateway closed${event?.reason ? `: ${event.reason}` : ''}`;
+        this.#resume?.stop();
+        this.#reclaimed.clear();
+        const why = `${cause}${event?.reason && cause === 'gateway closed' ? `: ${event.reason}` : ''}`;
         this.#ready.reject(new Error(`WebSocket closed before the daemon identified its node (code ${event?.code ?? '?'})`));
         const fail = (entry) => entry.reject(new Error(why));
         for (const queue of this.#pendingListens.values()) queue.forEach(fail);
@@ -674,8 +841,8 @@ export class Gateway extends EventTarget {
         const conns = [...this.#connections.values(), ...(this.#sender?.clear() ?? [])];
         this.#connections.clear();
         for (const conn of conns) {
-            conn[kAbort]('gateway closed');
-            conn[kClosed]('gateway closed');
+            conn[kAbort](cause);
+            conn[kClosed](cause);
         }
         this.listening.clear();
         const subscribers = this.#presence.pending;

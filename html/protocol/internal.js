@@ -19,6 +19,7 @@ export function fire(target, type, detail) {
 }
 
 export const kSend = Symbol('send'); // gateway[kSend](msg): encodes and sends a client message
+export const kLive = Symbol('live'); // gateway[kLive]: a message goes out now (not only kept for a resume)
 export const kData = Symbol('data'); // conn[kData](bytes): a Data for the connection
 export const kClosed = Symbol('closed'); // conn[kClosed](reason): the connection is over
 export const kForget = Symbol('forget'); // gateway[kForget](id): the page closed it
