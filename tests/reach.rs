@@ -265,6 +265,10 @@ async fn identify_comes_at_once_and_says_public_unless_known_private() {
     late.send(ClientMsg::Extensions { names: "reachability".into() }).await;
     assert_eq!(late.recv().await, ServerMsg::Extensions { names: "reachability".into() });
     assert_eq!(late.recv().await, ServerMsg::Reachability { state: 1 });
+    // Asked again (a reloaded page that resumed its session does), it answers again.
+    late.send(ClientMsg::Extensions { names: "reachability".into() }).await;
+    assert_eq!(late.recv().await, ServerMsg::Extensions { names: "reachability".into() });
+    assert_eq!(late.recv().await, ServerMsg::Reachability { state: 1 });
 
     for daemon in [public, private, alone, waiting] {
         daemon.stop().await;

@@ -60,7 +60,8 @@ impl Session {
         if wanted.presence {
             self.presence.extensions = true;
         }
-        let reachability_now = wanted.reachability && !self.reachability_on;
+        // Asked for (again, say by a reloaded page): the state follows the answer.
+        let reachability_now = wanted.reachability;
         self.reachability_on |= wanted.reachability;
         let mut on = Vec::new();
         if let Some(w) = self.streams.credit_windows() {
