@@ -19,14 +19,17 @@
 //      extension, per-stream flow control, used whenever the daemon offers it
 //      (`conn.send()` returns false and `drain` fires behind missing credit); and the
 //      resume extension, also used when offered: the session survives a dropped
-//      WebSocket (`disconnected`, `resumed`, `lost` events) and a page reload.
+//      WebSocket (`disconnected`, `resumed`, `lost` events) and a page reload; and
+//      the pubsub extension: `const topic = await gw.subscribe('name')` (messages
+//      from `for await`, `topic.readable` or `message` events), `gw.publish()`.
 //   3. The callback API of the original Go project's protocol.js
 //      (`import libp2p from './protocol.js'; libp2p.startProtocol(url, handler)`),
 //      kept so pages written for it run unchanged.
 //
 // The three layers live in protocol/: codec.js (1); gateway.js (the Gateway class),
 // connection.js (Connection), credit.js (the credit extension's bookkeeping),
-// resume.js (the resume extension's), presence.js (the presence table), socket.js and
+// resume.js (the resume extension's), presence.js (the presence table), topics.js
+// (pubsub's topics), socket.js and
 // internal.js (what they share) (2);
 // legacy.js (3). This module re-exports each layer's public names, and the default
 // export, so `/protocol.js` is all a page imports. No build step, no dependencies: ES
@@ -57,6 +60,7 @@ export { Connection } from './protocol/connection.js';
 export { Gateway } from './protocol/gateway.js';
 export { parsePeerInfo } from './protocol/presence.js';
 export { RESUME_STORAGE_NAME } from './protocol/resume.js';
+export { MAX_TOPIC_LEN, TOPIC_QUEUE, Topic } from './protocol/topics.js';
 export {
     BlankHandler,
     CommandHandler,

@@ -33,6 +33,7 @@ import {
     kWrite,
 } from './internal.js';
 import { PresenceTable, isPresenceError, isUnknownPresence } from './presence.js';
+import { Topics } from './topics.js';
 import { ResumeSession, baseUrl, defaultSessionStorage, resumeUrl, storedSession } from './resume.js';
 import { OPEN, defaultUrl, receiveBinary } from './socket.js';
 
@@ -167,6 +168,8 @@ export class Gateway extends EventTarget {
     #resume = null; // the ResumeSession once resume was asked for
     #reclaimed = new Set(); // listeners a reloaded page got back and has not listen()ed to
     #reclaiming = false; // a reloaded page's session, taken back
+    #wantPubsub; // whether to ask for pubsub when the daemon offers it
+    #topics = new Topics(this);
 
     /**
      * Opens a WebSocket to the daemon and waits until it identified its node.
@@ -215,6 +218,7 @@ export class Gateway extends EventTarget {
         this.#WS = options.WebSocket ?? ws.constructor;
         this.#base = options[kBase] ?? baseUrl(ws.url);
         this.#wantResume = options.resume !== false;
+        this.#wantPubsub = options.pubsub !== false;
         this.#sessionStorage = Gateway.#sessionStorageOf(options);
         /**
          * The node's reachability as AutoNAT knows it: 'unknown', 'private' or 'public'
@@ -357,6 +361,41 @@ export class Gateway extends EventTarget {
         });
     }
 
+    // ---------------------------------------------------------------- topics
+
+    /**
+     * gw.subscribe(topic) (a string; without one, subscribe() is presence): subscribes
+     * the session to a pubsub topic (PROTOCOL.md, "Extension: pubsub"), on gossipsub, so
+     * its messages come from every subscriber anywhere on the network: other pages on
+     * this daemon or others, go-libp2p and js-libp2p nodes. Resolves with a Topic
+     * (topics.js): `for await (const {from, seq, data} of topic)`, `topic.readable`,
+     * events `message`, `peer` ({peerID, joined}), `missed` ({count}) and `close`;
+     * `topic.peers`, `topic.publish(data)`, `topic.close()`. Rejects when the daemon
+     * refuses (no pubsub, too many topics) or the gateway ends.
+     */
+    #subscribeTopic(topic) {
+        if (!this.extensions.has('pubsub')) {
+            return Promise.reject(new Error('pubsub is not available: the daemon does not offer it'));
+        }
+        return this.#topics.subscribe(topic);
+    }
+
+    /**
+     * Publishes `data` (bytes or a string) on `topic`, to every subscriber but this
+     * page (subscribed or not). Throws at once for a topic or message the daemon would
+     * refuse for its size (max-message, in `extensions`); other refusals are `error`
+     * events.
+     */
+    publish(topic, data) {
+        if (!this.extensions.has('pubsub')) throw new Error('pubsub is not available: the daemon does not offer it');
+        this.#topics.publish(topic, data);
+    }
+
+    /** The Topic the session subscribes to under `name`, or undefined. */
+    topic(name) {
+        return this.#topics.get(name);
+    }
+
     // ---------------------------------------------------------------- presence
 
     /**
@@ -367,7 +406,8 @@ export class Gateway extends EventTarget {
      * support the extension or the gateway closes. Subscribing again refreshes the
      * whole state (peers the daemon no longer lists are forgotten).
      */
-    subscribe() {
+    subscribe(topic) {
+        if (topic !== undefined) return this.#subscribeTopic(topic);
         return new Promise((resolve, reject) => {
             const p = this.#presence;
             if (!this.#presenceOffered()) {
@@ -565,6 +605,7 @@ export class Gateway extends EventTarget {
         if (this.offers.has('reachability')) names.push('reachability');
         const resume = this.#wantResume && this.offers.has('resume');
         if (resume) names.push('resume');
+        if (this.#wantPubsub && this.offers.has('pubsub')) names.push('pubsub');
         if (names.length === 0) return;
         this[kSend]({ type: 'Extensions', names: names.join(' ') });
         this.#extensionsPending = true;
@@ -579,6 +620,8 @@ export class Gateway extends EventTarget {
         if (!this.#extensionsPending) return; // not asked for: ignore
         this.#extensionsPending = false;
         this.extensions = parseExtensionNames(names);
+        const maxMessage = Number(this.extensions.get('max-message'));
+        if (Number.isInteger(maxMessage) && maxMessage > 0) this.#topics.maxMessage = maxMessage;
         if (this.extensions.has('credit') && !this.#sender) {
             this.#sender = new SessionSender(this, creditWindows(this.extensions));
         }
@@ -812,6 +855,13 @@ export class Gateway extends EventTarget {
                 }
                 break;
             }
+            case 'Subscribed':
+            case 'TopicRefused':
+            case 'TopicMessage':
+            case 'TopicPeer':
+            case 'Missed':
+                this.#topics.handle(m);
+                break;
             default:
                 break; // a newer daemon's message: ignore
         }
@@ -850,6 +900,7 @@ export class Gateway extends EventTarget {
         this.#presence.reset();
         subscribers.forEach(fail);
         if (hadPresence) fire(this, 'presence', { kind: 'closed' });
+        this.#topics.endAll(why);
         fire(this, 'close', { code: event?.code, reason: event?.reason ?? '' });
     }
 }
