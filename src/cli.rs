@@ -128,6 +128,9 @@ pub struct Cli {
     /// Pubsub extension: topics one session may subscribe to
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_topics_per_session)]
     pub max_topics_per_session: usize,
+    /// Pubsub extension: topics all sessions together may subscribe to
+    #[arg(long, value_name = "N", default_value_t = NodeConfig::default().max_topics)]
+    pub max_topics: usize,
     /// Pubsub extension: the largest topic message published or accepted, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = NodeConfig::default().max_topic_message)]
     pub max_topic_message: usize,
@@ -261,6 +264,7 @@ impl Cli {
                 }),
                 relay_via: self.relay_via,
                 max_topic_message: self.max_topic_message.max(1),
+                max_topics: self.max_topics,
             },
             key,
             addr_host: Some(self.addr),

@@ -206,3 +206,31 @@ async fn subscribe_and_publish_refusals_say_why() {
     );
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn the_daemon_subscribes_to_so_many_topics_and_no_more() {
+    let mut config = libp2p_websocket::Config::local();
+    config.node.max_topics = 2;
+    config.key = Some(libp2p_websocket::node::NodeKey::generate());
+    let daemon = Daemon::start(config).await;
+    let (mut a, _) = pubsub_session(&daemon).await;
+    let (mut b, _) = pubsub_session(&daemon).await;
+    subscribe(&mut a, "t/1").await;
+    subscribe(&mut a, "t/2").await;
+    b.send(ClientMsg::Subscribe { topic: "t/3".into() }).await;
+    match b.recv().await {
+        ServerMsg::TopicRefused { topic, reason } => {
+            assert_eq!(
+                (topic.as_str(), reason.as_str()),
+                ("t/3", "the daemon subscribes to 2 topics already, all it may")
+            )
+        }
+        other => panic!("expected Topic Refused, got {other:?}"),
+    }
+    // A topic the daemon has is no new one; and one given up makes room.
+    subscribe(&mut b, "t/1").await;
+    a.send(ClientMsg::Unsubscribe { topic: "t/2".into() }).await;
+    subscribe(&mut a, "t/1").await; // a's session has handled the Unsubscribe
+    subscribe(&mut b, "t/3").await;
+    daemon.stop().await;
+}

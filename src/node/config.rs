@@ -40,6 +40,8 @@ pub struct NodeConfig {
     pub relay_via: Vec<Multiaddr>,
     /// The largest topic message (pubsub extension) published or accepted, in bytes.
     pub max_topic_message: usize,
+    /// Topics the node subscribes to for its sessions, all together.
+    pub max_topics: usize,
 }
 
 #[cfg(test)]
@@ -150,6 +152,7 @@ impl Default for NodeConfig {
             relay: None,
             relay_via: Vec::new(),
             max_topic_message: 64 * 1024,
+            max_topics: 1024,
         }
     }
 }

@@ -71,6 +71,8 @@ pub enum ConnectError {
     TooManyStreams { peer: PeerId, limit: usize },
     #[error("the libp2p node has stopped")]
     Stopped,
+    #[error("{0}")]
+    Topics(String),
 }
 
 /// A stream a Connect opened.
@@ -202,7 +204,11 @@ impl NodeHandle {
         session: u64,
         inbox: topics::TopicInbox,
     ) -> Result<Vec<PeerId>, ConnectError> {
-        let first = self.inner.topics.join(topic, session, inbox);
+        let first = self
+            .inner
+            .topics
+            .join(topic, session, inbox)
+            .map_err(|full| ConnectError::Topics(full.to_string()))?;
         let (reply, answer) = oneshot::channel();
         let command = Command::Subscribe { topic: topic.into(), first, reply };
         let work = async {

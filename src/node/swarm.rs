@@ -85,7 +85,7 @@ pub(super) async fn build(
         let _ = swarm.behaviour_mut().kad.bootstrap();
     }
     let peers = PeerTable::default();
-    let topics = TopicHub::default();
+    let topics = TopicHub::new(config.max_topics);
     let outlets = Outlets {
         addresses: addresses_tx,
         reachability: reachability_tx,

@@ -99,19 +99,39 @@ impl TopicInbox {
 type Subscribers = HashMap<u64, TopicInbox>;
 
 /// Which sessions subscribe to which topics, daemon-wide.
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct TopicHub {
     topics: Arc<Mutex<HashMap<Arc<str>, Subscribers>>>,
+    /// Topics the node subscribes to, at most (each costs every peer's gossipsub a
+    /// subscription to track, and the node a mesh to keep).
+    max: usize,
 }
 
+/// The daemon subscribes to as many topics as it may.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the daemon subscribes to {0} topics already, all it may")]
+pub struct TopicsFull(pub usize);
+
 impl TopicHub {
+    pub(super) fn new(max: usize) -> Self {
+        Self { topics: Arc::default(), max }
+    }
+
     /// Subscribes `session`; `true` when it is the topic's first subscriber here (the
     /// node then subscribes on the network).
-    pub(super) fn join(&self, topic: &str, session: u64, inbox: TopicInbox) -> bool {
+    pub(super) fn join(
+        &self,
+        topic: &str,
+        session: u64,
+        inbox: TopicInbox,
+    ) -> Result<bool, TopicsFull> {
         let mut topics = lock(&self.topics);
         let first = !topics.contains_key(topic);
+        if first && topics.len() >= self.max {
+            return Err(TopicsFull(self.max));
+        }
         topics.entry(Arc::from(topic)).or_default().insert(session, inbox);
-        first
+        Ok(first)
     }
 
     /// Unsubscribes `session`; `true` when that was the topic's last subscriber here.
@@ -236,12 +256,13 @@ mod tests {
     }
 
     #[test]
-    fn the_hub_counts_first_and_last_subscribers() {
-        let hub = TopicHub::default();
+    fn the_hub_counts_first_and_last_subscribers_and_caps_the_topics() {
+        let hub = TopicHub::new(1);
         let (a, _ra) = TopicInbox::new(1000);
         let (b, _rb) = TopicInbox::new(1000);
-        assert!(hub.join("t", 1, a));
-        assert!(!hub.join("t", 2, b));
+        assert!(hub.join("t", 1, a.clone()).unwrap());
+        assert!(!hub.join("t", 2, b).unwrap());
+        assert!(hub.join("u", 1, a).is_err());
         assert!(!hub.leave("t", 1));
         assert!(!hub.leave("t", 1));
         assert!(hub.leave("t", 2));
