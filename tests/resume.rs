@@ -372,3 +372,35 @@ async fn a_page_that_closes_with_code_1000_ends_its_session_at_once() {
     assert_eq!(c.resume().await.unwrap_err(), "no session to resume with that token");
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn topic_messages_published_while_detached_arrive_after_the_resume() {
+    const TOPIC: &str = "gem-rush/state";
+    let daemon = Daemon::with_key(libp2p_websocket::node::NodeKey::generate()).await;
+    let proxy = Proxy::to(daemon.addr).await;
+    let mut c = ResumeClient::new(&proxy.url(), None, "resume pubsub").await;
+    c.send(ClientMsg::Subscribe { topic: TOPIC.into() }).await;
+    assert!(matches!(c.next().await, ServerMsg::Subscribed { .. }));
+    let (mut publisher, _) = common::topics::pubsub_session(&daemon).await;
+
+    proxy.cut();
+    assert!(c.try_next().await.is_none());
+    status_until(daemon.addr, |s| s["detached"] == 1).await;
+    for n in 0..5u8 {
+        common::topics::publish(&mut publisher, TOPIC, &[n]).await;
+    }
+    // The publisher's session has handled its Publishes once this round trip is back.
+    publisher.send(ClientMsg::Subscribe { topic: "sync".into() }).await;
+    assert!(matches!(publisher.recv().await, ServerMsg::Subscribed { .. }));
+
+    resume(&mut c).await;
+    for n in 0..5u8 {
+        match c.next().await {
+            ServerMsg::TopicMessage { topic, data, .. } => {
+                assert_eq!((topic.as_str(), &data[..]), (TOPIC, &[n][..]))
+            }
+            other => panic!("expected Message {n}, got {other:?}"),
+        }
+    }
+    daemon.stop().await;
+}
