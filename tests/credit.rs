@@ -65,7 +65,8 @@ async fn credit_is_offered_asked_for_and_answered() {
         ServerMsg::Hello { version, .. } => {
             let mut tokens = version.split(' ');
             assert!(tokens.next().unwrap().starts_with("libp2p-websocket/"), "{version}");
-            assert_eq!(tokens.collect::<Vec<_>>(), ["credit", "presence", "reachability"]);
+            let offered = ["credit", "presence", "reachability", "resume", "pubsub"];
+            assert_eq!(tokens.collect::<Vec<_>>(), offered);
         }
         other => panic!("expected Hello, got {other:?}"),
     }
