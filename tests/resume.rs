@@ -239,9 +239,11 @@ async fn a_reloaded_page_takes_its_listeners_back_and_its_streams_end() {
     const HELD: &str = "/test/held/2";
     let daemon = Daemon::local().await;
     let (peer, mut ended) = holding_peer(HELD).await;
-    let mut c = ResumeClient::new(&daemon.url(), None, "resume").await;
+    let mut c = ResumeClient::new(&daemon.url(), None, "resume pubsub").await;
     c.send(ClientMsg::Listen { frames: true, protocol: "/test/game/1".into() }).await;
     assert!(matches!(c.next().await, ServerMsg::Listening { .. }));
+    c.send(ClientMsg::Subscribe { topic: "t".into() }).await;
+    assert!(matches!(c.next().await, ServerMsg::Subscribed { .. }));
     open(&mut c, &peer, HELD).await;
     c.close().await;
 
@@ -256,6 +258,10 @@ async fn a_reloaded_page_takes_its_listeners_back_and_its_streams_end() {
         other => panic!("expected Listening, got {other:?}"),
     }
     within("the old page's stream ends", &mut ended).await.unwrap();
+    // Its topics are left: the new page knows nothing of them.
+    let (mut publisher, _) = common::topics::pubsub_session(&daemon).await;
+    common::topics::publish(&mut publisher, "t", b"to nobody").await;
+    assert!(page.try_next_within(Duration::from_millis(300)).await.is_none());
     daemon.stop().await;
 }
 

@@ -281,6 +281,7 @@ impl Session {
         tracing::debug!(reclaim, "session resumed");
         if reclaim {
             self.streams.close_silently().await;
+            self.leave_topics();
             self.send_reclaimed();
         }
     }
