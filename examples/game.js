@@ -15,16 +15,40 @@
 // until its stream drains, then sent only the newest state, so it costs the host
 // nothing and holds up nobody else. Each libp2p message is one JSON frame:
 //
-//   guest -> host   {t:'h', n: name, c: colour}        hello, once, first
+//   guest -> host   {t:'h', n: name, c: colour, s: 1}  hello, once, first (s: it can
+//                                                      take states from a topic)
 //                   {t:'i', x, y, d}                   input: stick -1..1, d: dashes so far
+//                   {t:'p', on: true|false}            states from the topic (on) or on
+//                                                      this stream (off) from now on
 //                   {t:'b'}                            bye
-//   host -> guest   {t:'w', you: id, win: points}      welcome
+//   host -> guest   {t:'w', you: id, win: points, s: topic}   welcome (s: the game's
+//                                                      state topic, when both can)
 //                   {t:'r', g: game name, p: [[id, name, colour], ...]}   roster, on change
 //                   {t:'s', k: seq, ms: host clock, p: [[id, x, y, score, flags], ...],
 //                    g: [[id, x, y], ...], w: winner id or -1}           state
 //                   {t:'x', why: text}                 you are out (game ended, full)
 //
 // flags: 1 dashing, 2 stunned (just lost a gem to a dash).
+//
+// States on a topic: with the daemon's pubsub extension (PROTOCOL.md, "Extension:
+// pubsub") the host publishes each state once on the game's state topic (a name made
+// anew for each game, told only in the welcome) and the daemons fan it out: in-process
+// to guests on the host's daemon, once per other daemon to the guests there. So the
+// host's upload no longer grows with the players (measured: README.md, Gem Rush). A
+// guest that asked for it (hello's s) and was told the topic subscribes; once the
+// first state comes from the topic (published by the host's daemon) it says {t:'p',
+// on: true} and the host stops sending it states on its stream. If the topic then
+// brings nothing for a while (gossipsub is best-effort), the guest says {t:'p', on:
+// false} and gets them on its stream again until the topic delivers. Everything else
+// (hello, welcome, roster, inputs, bye, out) stays on the player's stream: inputs go
+// to the host alone (on a topic every page would get everyone's), and the stream's
+// end is how the host knows a player left. Without pubsub on either side (an older
+// daemon, or ?pubsub=0 in the page's URL) states go on the streams, as before.
+//
+// The lobby topic (gem-rush/lobby): a host announces its game's player count there
+// ({t:'g', p: protocol, n: players, m: most}) on every change and every few seconds,
+// and {t:'e', p: protocol} when it ends; lobbies show the count next to the games that
+// presence finds, and a full game cannot be joined.
 //
 // Drops: with the daemon's resume extension the session outlives a dropped WebSocket
 // (a Wi-Fi blip): the gateway takes it back by itself, the game goes on, and only a
@@ -43,6 +67,14 @@ const MAX_NAME = 24;
 const MAX_GAME_NAME = 40;
 const MAX_PLAYERS = 8;
 const MAX_FRAME = 2048; // guests' frames are tiny; anything longer is ignored
+const LOBBY_TOPIC = 'gem-rush/lobby';
+const STATE_TOPIC_PREFIX = 'gem-rush/state/';
+const GUEST_TOPIC_STORAGE = 'libp2p-websocket-game-topic'; // sessionStorage: a guest's state topic
+const ANNOUNCE_EVERY = 3000; // lobby announcements (ms)
+const ANNOUNCE_TTL = 10_000; // a count not announced again for this long is forgotten
+const TOPIC_SILENCE = 1500; // a guest whose topic brings no state for this long (ms) asks for its stream
+// ?pubsub=0 in the page's URL: do without topics, as with a daemon that has no pubsub.
+const PUBSUB = new URLSearchParams(location.search).get('pubsub') !== '0';
 
 // The arena, in world units; the canvas scales it.
 const W = 800;
@@ -94,6 +126,8 @@ const app = {
     game: null, // {protocol, name, peerID, local}
     host: null, // the Host while hosting
     guest: null, // the Guest while playing someone else's game
+    lobby: null, // the lobby Topic, when the daemon has pubsub
+    counts: new Map(), // game protocol -> {n, m, at}: player counts from the lobby topic
 };
 
 // ------------------------------------------------------------------ helpers
@@ -165,6 +199,25 @@ function parseFrame(bytes) {
         return value && typeof value === 'object' && typeof value.t === 'string' ? value : null;
     } catch {
         return null;
+    }
+}
+
+/** Whether the gateway can use topics (the daemon has pubsub, and the page wants it). */
+function hasPubsub(gw) {
+    return PUBSUB && Boolean(gw?.extensions?.has('pubsub'));
+}
+
+/** The state topic of a new game: never the same twice, and short (it goes with every state). */
+function stateTopic() {
+    return `${STATE_TOPIC_PREFIX}${randomId(16)}`;
+}
+
+function publishJSON(gw, topic, value) {
+    try {
+        gw.publish(topic, JSON.stringify(value));
+        return true;
+    } catch {
+        return false; // the gateway is going away, or the message is too large
     }
 }
 
@@ -375,6 +428,12 @@ class Host {
         // page (send() returns false). States replace each other, so such a guest gets
         // none until its stream drains, then only the newest: see broadcastState().
         this.unsent = new Map(); // Connection -> the newest state it was not sent
+        // States on a topic (see the top of this file): the game's state topic when the
+        // daemon has pubsub, the guests told it, and those who take states from it.
+        this.topic = hasPubsub(gw) ? stateTopic() : null;
+        this.offered = new Set(); // Connections told the topic
+        this.viaTopic = new Set(); // Connections that get no state on their stream
+        this.stats = { published: 0, streamStates: 0 }; // states published, states sent on streams
         this.gems = [];
         this.nextId = 0;
         this.nextGem = 0;
@@ -389,6 +448,15 @@ class Host {
         this.selfId = this.addPlayer(name, color, null).id;
         for (let i = 0; i < 4; i++) this.spawnGem();
         this.stopTicker = startTicker(() => this.tick(), 1000 / 60);
+        this.announce();
+        this.announcer = setInterval(() => this.announce(), ANNOUNCE_EVERY);
+    }
+
+    // The game's player count, on the lobby topic (when the daemon has pubsub).
+    announce(ended = false) {
+        if (!hasPubsub(this.gw) || this.gw.closed) return;
+        const frame = ended ? { t: 'e', p: this.protocol } : { t: 'g', p: this.protocol, n: this.players.size, m: MAX_PLAYERS };
+        publishJSON(this.gw, LOBBY_TOPIC, frame);
     }
 
     addPlayer(name, preferred, conn) {
@@ -607,21 +675,32 @@ class Host {
         for (const [conn, id] of this.conns) if (id !== null) send(conn, frame);
     }
 
-    // Every player gets the state, except one whose stream still holds what was sent
-    // before (bufferedAmount > 0: no credit for it yet): it is kept for the `drain`
-    // (accept()), replacing the one kept before. Without credit nothing is ever held.
+    // The state goes once on the topic while any guest was told it, and on the stream
+    // of every player who does not take it from the topic, except one whose stream
+    // still holds what was sent before (bufferedAmount > 0: no credit for it yet): it
+    // is kept for the `drain` (accept()), replacing the one kept before. Without credit
+    // nothing is ever held.
     broadcastState() {
         const frame = this.stateFrame();
+        // (Not while the WebSocket is down: the states would wait in this page, stale.)
+        if (this.topic && this.offered.size > 0 && !this.gw.disconnected) {
+            if (publishJSON(this.gw, this.topic, frame)) this.stats.published++;
+            else this.viaTopic.clear(); // cannot publish: every stream gets the states again
+        }
         for (const [conn, id] of this.conns) {
-            if (id === null) continue;
+            if (id === null || this.viaTopic.has(conn)) continue;
             if (conn.bufferedAmount > 0) this.unsent.set(conn, frame);
-            else send(conn, frame);
+            else {
+                send(conn, frame);
+                this.stats.streamStates++;
+            }
         }
     }
 
     rosterChanged() {
         this.broadcast(this.rosterFrame());
         renderPlayers(true);
+        this.announce();
     }
 
     accept(conn) {
@@ -657,12 +736,19 @@ class Host {
             }
             const player = this.addPlayer(cleanName(frame.n), cleanColor(frame.c), conn);
             this.conns.set(conn, player.id);
-            send(conn, { t: 'w', you: player.id, win: WIN });
+            const topic = this.topic && frame.s === 1 ? this.topic : undefined;
+            if (topic) this.offered.add(conn);
+            send(conn, { t: 'w', you: player.id, win: WIN, s: topic });
             this.rosterChanged();
             send(conn, this.stateFrame());
             toast(`${player.name} joined`);
         } else if (frame.t === 'i') {
             this.setInput(id, frame.x, frame.y, frame.d);
+        } else if (frame.t === 'p') {
+            if (frame.on === true && this.offered.has(conn)) {
+                this.viaTopic.add(conn);
+                this.unsent.delete(conn);
+            } else this.viaTopic.delete(conn);
         } else if (frame.t === 'b') {
             conn.close();
         }
@@ -670,6 +756,8 @@ class Host {
 
     drop(conn) {
         this.unsent.delete(conn);
+        this.offered.delete(conn);
+        this.viaTopic.delete(conn);
         const id = this.conns.get(conn);
         if (!this.conns.delete(conn) || id === null) return;
         const player = this.players.get(id);
@@ -681,6 +769,10 @@ class Host {
 
     end(why) {
         this.stopTicker();
+        clearInterval(this.announcer);
+        this.announce(true);
+        this.offered.clear();
+        this.viaTopic.clear();
         for (const conn of [...this.conns.keys()]) {
             send(conn, { t: 'x', why });
             conn.close();
@@ -708,9 +800,17 @@ class Host {
 // ------------------------------------------------------------------ a guest's game
 
 class Guest {
-    constructor(conn, game) {
+    constructor(gw, conn, game) {
+        this.gw = gw;
         this.conn = conn;
         this.game = game;
+        // States from the game's topic (see the top of this file).
+        this.topic = null; // the Topic, once subscribed
+        this.viaTopic = false; // the host was told to send no state on the stream
+        this.lastTopicState = 0; // performance.now() of the last state from the topic
+        this.watchdog = null;
+        this.ended = false;
+        this.stats = { stream: 0, topic: 0, missed: 0 }; // states received each way, topic events missed
         this.you = null;
         this.win = WIN;
         this.roster = new Map(); // id -> {name, color}
@@ -727,6 +827,7 @@ class Guest {
             case 'w':
                 this.you = Number(frame.you);
                 if (Number.isInteger(frame.win)) this.win = frame.win;
+                if (typeof frame.s === 'string' && frame.s.startsWith(STATE_TOPIC_PREFIX) && hasPubsub(this.gw)) this.follow(frame.s);
                 break;
             case 'r':
                 if (!Array.isArray(frame.p)) return;
@@ -740,6 +841,7 @@ class Guest {
                 render();
                 break;
             case 's':
+                this.stats.stream++;
                 this.onState(frame);
                 break;
             case 'x':
@@ -747,6 +849,54 @@ class Guest {
                 break;
             default:
                 break;
+        }
+    }
+
+    // Subscribes to the game's state topic; states come both ways until the first one
+    // from the topic, then from the topic only (the host is told), while it delivers.
+    async follow(name) {
+        let topic;
+        try {
+            topic = await this.gw.subscribe(name);
+        } catch {
+            return; // refused (too many topics, say): the states keep coming on the stream
+        }
+        if (this.ended) {
+            topic.close();
+            return;
+        }
+        this.topic = topic;
+        rememberGuestTopic(name);
+        topic.addEventListener('message', (e) => this.onTopicMessage(e.detail));
+        topic.addEventListener('missed', (e) => (this.stats.missed += e.detail.count));
+        this.watchdog = setInterval(() => {
+            if (this.viaTopic && performance.now() - this.lastTopicState > TOPIC_SILENCE) this.useTopic(false);
+        }, 250);
+    }
+
+    onTopicMessage({ from, data }) {
+        if (this.ended || from !== this.game.peerID || data.length > MAX_FRAME * 64) return; // only the host's daemon publishes states
+        const frame = parseFrame(data);
+        if (frame?.t !== 's') return;
+        this.stats.topic++;
+        this.lastTopicState = performance.now();
+        this.onState(frame);
+        if (!this.viaTopic) this.useTopic(true);
+    }
+
+    useTopic(on) {
+        this.viaTopic = on;
+        send(this.conn, { t: 'p', on });
+    }
+
+    /** The game is over for this page: no more states from the topic. */
+    end() {
+        if (this.ended) return;
+        this.ended = true;
+        clearInterval(this.watchdog);
+        if (this.topic) {
+            this.topic.close();
+            rememberGuestTopic(null);
         }
     }
 
@@ -827,6 +977,29 @@ function rememberHosting(game) {
     }
 }
 
+// The state topic this page follows as a guest, kept so that a reloaded page, whose
+// session (taken back) still subscribes to it, unsubscribes.
+function rememberGuestTopic(name) {
+    try {
+        if (name) sessionStorage.setItem(GUEST_TOPIC_STORAGE, name);
+        else sessionStorage.removeItem(GUEST_TOPIC_STORAGE);
+    } catch {
+        /* no storage */
+    }
+}
+
+function forgetStaleGuestTopic(gw) {
+    let name = null;
+    try {
+        name = sessionStorage.getItem(GUEST_TOPIC_STORAGE);
+    } catch {
+        return;
+    }
+    if (!name || app.guest?.topic?.name === name) return;
+    rememberGuestTopic(null);
+    if (hasPubsub(gw)) gw.subscribe(name).then((topic) => topic.close(), () => {});
+}
+
 function rememberedHosting() {
     try {
         const game = JSON.parse(sessionStorage.getItem(HOSTING_STORAGE) ?? 'null');
@@ -890,7 +1063,7 @@ async function joinGame(game) {
         return;
     }
     app.busy = false;
-    const guest = new Guest(conn, game);
+    const guest = new Guest(gw, conn, game);
     app.guest = guest;
     app.game = game;
     conn.addEventListener('data', (e) => guest.onFrame(parseFrame(e.detail)));
@@ -903,7 +1076,7 @@ async function joinGame(game) {
         const why = guest.why ?? (gone ? 'Lost the connection to the daemon.' : 'The game ended.');
         backToLobby(why);
     });
-    send(conn, { t: 'h', n: myName(), c: app.color });
+    send(conn, { t: 'h', n: myName(), c: app.color, s: hasPubsub(gw) ? 1 : undefined });
     input.dashes = 0;
     input.sent = '';
     enterGame('playing');
@@ -940,6 +1113,7 @@ async function leaveGame() {
     } else if (app.guest) {
         const guest = app.guest;
         app.guest = null;
+        guest.end();
         send(guest.conn, { t: 'b' });
         guest.conn.close();
         backToLobby('You left the game.');
@@ -948,6 +1122,7 @@ async function leaveGame() {
 
 function backToLobby(why) {
     app.host?.end('The host ended the game.');
+    app.guest?.end();
     if (app.host) rememberHosting(null);
     app.host = null;
     app.guest = null;
@@ -971,7 +1146,9 @@ function listGames() {
         const name = gameNameOf(found.protocol);
         if (name === null || seen.has(found.protocol)) continue;
         seen.add(found.protocol);
-        games.push({ ...found, name, mine: gw.listening.has(found.protocol) });
+        const count = app.counts.get(found.protocol);
+        const players = count && performance.now() - count.at < ANNOUNCE_TTL ? count : null;
+        games.push({ ...found, name, mine: gw.listening.has(found.protocol), players: players?.n ?? null, full: Boolean(players && players.n >= players.m) });
     }
     games.sort((a, b) => Number(b.mine) - Number(a.mine) || Number(b.local) - Number(a.local) || a.name.localeCompare(b.name));
     return games;
@@ -995,12 +1172,18 @@ function renderGames() {
         where.textContent = game.mine ? 'your game' : game.local ? 'on this daemon' : `on peer ${shortPeer(game.peerID)}`;
         where.title = `${game.peerID}\n${game.protocol}`;
         info.append(title, where);
+        if (game.players !== null) {
+            const count = document.createElement('span');
+            count.className = 'game-players';
+            count.textContent = game.full ? 'full' : `${game.players}/${MAX_PLAYERS} playing`;
+            where.append(' · ', count);
+        }
         const button = document.createElement('button');
         button.type = 'button';
         button.className = 'join';
         const current = app.game?.protocol === game.protocol;
-        button.textContent = game.mine ? 'Hosting' : current ? 'Playing' : 'Join';
-        button.disabled = game.mine || app.mode !== 'lobby' || app.busy || !app.gw;
+        button.textContent = game.mine ? 'Hosting' : current ? 'Playing' : game.full ? 'Full' : 'Join';
+        button.disabled = game.mine || game.full || app.mode !== 'lobby' || app.busy || !app.gw;
         button.addEventListener('click', () => joinGame(game));
         li.append(info, button);
         return li;
@@ -1447,6 +1630,44 @@ function toast(text) {
     setStatus(text);
 }
 
+// ------------------------------------------------------------------ the lobby topic
+
+// Player counts announced by hosts on the lobby topic (see the top of this file).
+function onLobbyMessage({ data }) {
+    if (data.length > MAX_FRAME) return;
+    const frame = parseFrame(data);
+    if (!frame || typeof frame.p !== 'string' || gameNameOf(frame.p) === null) return;
+    if (frame.t === 'e') app.counts.delete(frame.p);
+    else if (frame.t === 'g' && Number.isInteger(frame.n) && Number.isInteger(frame.m)) {
+        app.counts.set(frame.p, { n: clamp(frame.n, 0, 99), m: clamp(frame.m, 1, 99), at: performance.now() });
+    } else return;
+    queueGames();
+}
+
+async function joinLobbyTopic(gw) {
+    if (!hasPubsub(gw)) return;
+    try {
+        const lobby = await gw.subscribe(LOBBY_TOPIC);
+        if (app.gw !== gw) return;
+        app.lobby = lobby;
+        lobby.addEventListener('message', (e) => onLobbyMessage(e.detail));
+    } catch {
+        /* no lobby counts: the games are listed all the same */
+    }
+}
+
+setInterval(() => {
+    const now = performance.now();
+    let stale = false;
+    for (const [protocol, count] of app.counts) {
+        if (now - count.at >= ANNOUNCE_TTL) {
+            app.counts.delete(protocol);
+            stale = true;
+        }
+    }
+    if (stale) queueGames();
+}, 2000);
+
 // ------------------------------------------------------------------ the gateway
 
 async function connectGateway(attempt = 0) {
@@ -1454,7 +1675,7 @@ async function connectGateway(attempt = 0) {
     ui.daemon.dataset.state = 'connecting';
     let gw;
     try {
-        gw = await Gateway.connect();
+        gw = await Gateway.connect({ pubsub: PUBSUB });
     } catch (err) {
         const wait = Math.min(10, 2 ** attempt);
         ui.daemon.textContent = 'unreachable';
@@ -1493,6 +1714,7 @@ async function connectGateway(attempt = 0) {
     });
     gw.addEventListener('close', () => {
         app.gw = null;
+        app.lobby = null;
         if (app.mode !== 'lobby') backToLobby('Lost the connection to the daemon.');
         ui.daemon.textContent = 'reconnecting…';
         ui.daemon.dataset.state = 'down';
@@ -1502,6 +1724,8 @@ async function connectGateway(attempt = 0) {
     });
     render();
     reclaimGames(gw);
+    forgetStaleGuestTopic(gw);
+    joinLobbyTopic(gw);
     try {
         await gw.subscribe();
         app.presence = 'live';
@@ -1582,6 +1806,17 @@ function init() {
         },
         peerID: () => app.gw?.peerID ?? null,
         games: () => listGames(),
+        /** How the states travel: {pubsub, lobby, host: {topic, offered, viaTopic, published, streamStates}, guest: {topic, viaTopic, stream, fromTopic, missed}}. */
+        transport: () => ({
+            pubsub: hasPubsub(app.gw),
+            lobby: app.lobby?.subscribed ? app.lobby.name : null,
+            host: app.host
+                ? { topic: app.host.topic, offered: app.host.offered.size, viaTopic: app.host.viaTopic.size, ...app.host.stats }
+                : null,
+            guest: app.guest
+                ? { topic: app.guest.topic?.name ?? null, viaTopic: app.guest.viaTopic, stream: app.guest.stats.stream, fromTopic: app.guest.stats.topic, missed: app.guest.stats.missed }
+                : null,
+        }),
         /** Joins a game by hand (what a .join button does), e.g. when presence is not there. */
         join: (peerID, protocol) =>
             joinGame({ peerID, protocol, name: gameNameOf(protocol) ?? protocol, local: peerID === app.gw?.peerID }),

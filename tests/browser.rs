@@ -29,6 +29,13 @@
 //!   numbered chat messages sent both ways across the cut arrive once each, in order.
 //!   Then the host's game page reloads and takes its game's listener back; the player
 //!   joins it again.
+//! - `topics.mjs`: the game's states on a pubsub topic, three players on two daemons
+//!   connected with `-peer`: the lobby topic brings the game's player count to both
+//!   lobbies, the host publishes each state once and sends none on the guests' streams
+//!   once they take them from the topic, everyone sees everyone's moves; a guest whose
+//!   topic falls silent gets its stream back; a page without pubsub plays in the same
+//!   game on its stream; a guest page reloaded (its session taken back, still
+//!   subscribed) unsubscribes from the state topic.
 //!
 //! The first run installs what is missing: `apt-get install chromium` (as root) when
 //! `/usr/bin/chromium` is absent, and `npm ci` in `tests/browser/` (playwright-core
@@ -345,4 +352,28 @@ fn a_game_and_a_chat_survive_a_network_cut_and_a_reload_in_chromium() {
     );
     node_script("resume.mjs", &[a.url(""), b.url(""), peer_a]);
     assert_shots(&["resume-cut.png", "resume-after.png", "resume-reload.png"]);
+}
+
+#[test]
+fn game_states_go_on_a_pubsub_topic_across_two_daemons_in_chromium() {
+    // As for the game: A starts its node at launch, B dials it as its bootstrap peer.
+    let dir = TempDir::new("topics");
+    let key_a = dir.path().join("a.key");
+    let key_b = dir.path().join("b.key");
+    let a = daemon(&["--key-file", key_a.to_str().unwrap()]);
+    let peer_a = a
+        .wait_for(NODE_UP, peer_id_in)
+        .unwrap_or_else(|| panic!("A did not log its peer id; it printed:\n{}", a.output()));
+    let addr_a = a
+        .wait_for(NODE_UP, tcp_address_in)
+        .unwrap_or_else(|| panic!("A did not log its TCP address; it printed:\n{}", a.output()));
+    let peer = format!("{addr_a}/p2p/{peer_a}");
+    let b = daemon(&["--key-file", key_b.to_str().unwrap(), "-peer", &peer]);
+    assert!(
+        b.wait_for_line(&["connected to bootstrap peer", &peer_a], NODE_UP).is_some(),
+        "B did not connect to A at {peer}; it printed:\n{}",
+        b.output()
+    );
+    node_script("topics.mjs", &[a.url(""), b.url(""), peer_a]);
+    assert_shots(&["topics-lobby.png", "topics-host.png", "topics-guest-remote.png"]);
 }

@@ -7,7 +7,9 @@
 // Page 1 (Alice, on A) hosts a game; page 2 (Bob, on A too) finds it in its lobby as a
 // game of its own daemon, page 3 (Carol, on B) as a game of peer A; both join. Each
 // player moves with the keyboard and every page sees every player's moves in the
-// host's state (window.gameDebug). A guest whose stream is held (credit: the host's
+// host's state (window.gameDebug). Bob's page does without pubsub (?pubsub=0), so he
+// gets the states on his stream while Carol gets them from the game's topic: a game
+// mixing both. A guest whose stream is held (credit: the host's
 // send() would wait) gets no state until `drain`, then the newest only, while the
 // others play on (simulated on the host's connection to Bob: filling the windows with
 // states would take minutes). Then Bob leaves and comes back, and Alice ends the
@@ -43,9 +45,9 @@ async function waitFor(page, probe, arg, accept, what, timeout = STEP) {
 
 const gameState = () => window.gameDebug.state();
 
-async function openGame(tools, label, base) {
+async function openGame(tools, label, base, file = 'game.html') {
     const page = await tools.page(label);
-    await page.goto(at(base, 'game.html'));
+    await page.goto(at(base, file));
     await page.locator('body[data-presence="live"]').waitFor();
     await page.locator('#host:enabled').waitFor();
     check((await page.getAttribute('body', 'data-mode')) === 'lobby', `${label}: starts in the lobby`);
@@ -94,7 +96,9 @@ async function scoreboardNames(page) {
 
 await run('game lobby and play across two daemons', 240_000, async (browser, tools) => {
     const host = await openGame(tools, 'Alice (A)', urlA);
-    const local = await openGame(tools, 'Bob (A)', urlA);
+    // Bob's page does without pubsub (as with a daemon that has none): he gets the
+    // states on his stream, Carol from the game's topic (tests/browser/topics.mjs).
+    const local = await openGame(tools, 'Bob (A, no pubsub)', urlA, 'game.html?pubsub=0');
     const remote = await openGame(tools, 'Carol (B)', urlB);
     check(host.peerID === peerA && local.peerID === peerA, 'the pages of daemon A show its peer id');
     check(remote.peerID !== peerA, 'daemon B has its own peer id');

@@ -154,6 +154,9 @@ await run('resume: a game and a chat survive a network cut, a reload takes its l
         for (const page of [alice, carol]) {
             await waitFor(page, () => window.gameDebug.state().players.map((p) => p.name).sort().join(), null, (s) => s === 'Alice,Carol', 'two players');
         }
+        // The daemons have pubsub: Carol takes the states from the game's topic.
+        const topicBefore = (await alice.evaluate(() => window.gameDebug.transport())).host.topic;
+        await waitFor(carol, () => window.gameDebug.transport().guest, null, (g) => g?.viaTopic && g.topic === topicBefore, "Carol to take the states from the game's topic");
 
         // ---------------------------------------------------------------- the chat
         const aliceChat = await tools.page('Alice chat (A)');
@@ -229,6 +232,10 @@ await run('resume: a game and a chat survive a network cut, a reload takes its l
         await waitFor(carol, () => window.gameDebug.state().seq, null, (seq) => seq > seqBefore + 30, 'states to flow to Carol again');
         check((await playerNames(alice)) === 'Alice,Carol', 'the host still has Carol after the cut');
         check((await playerNames(carol)) === 'Alice,Carol', 'Carol sees both players after the cut');
+        // Her session kept its subscription through the cut: the states come from the
+        // topic again (she may have asked for her stream while the topic was silent).
+        await waitFor(carol, () => window.gameDebug.transport().guest, null, (g) => g?.viaTopic && g.topic === topicBefore, 'Carol on the topic again after the cut');
+        await waitFor(alice, () => window.gameDebug.transport().host, null, (h) => h.viaTopic === 1, 'the host to see Carol on the topic again');
         // Carol moves: her input reaches the host again.
         const before = (await alice.evaluate(gameState)).players.find((p) => p.name === 'Carol');
         const key = before.x < 400 ? 'ArrowRight' : 'ArrowLeft';
@@ -288,6 +295,11 @@ await run('resume: a game and a chat survive a network cut, a reload takes its l
         for (const page of [alice, carol]) {
             await waitFor(page, () => window.gameDebug.state().players.map((p) => p.name).sort().join(), null, (s) => s === 'Alice,Carol', 'Carol back in the reloaded game');
         }
+        // The reloaded host subscribed to the lobby again and publishes on a new state
+        // topic, which Carol follows.
+        const reloaded = await waitFor(alice, () => window.gameDebug.transport(), null, (t) => t.lobby === 'gem-rush/lobby' && t.host?.viaTopic === 1, 'the reloaded host on the lobby topic, Carol on its state topic');
+        check(reloaded.host.topic && reloaded.host.topic !== topicBefore, `the reloaded host publishes on a new state topic: ${JSON.stringify(reloaded.host)}`);
+        await waitFor(carol, () => window.gameDebug.transport().guest, null, (g) => g?.viaTopic && g.topic === reloaded.host.topic, "Carol to follow the reloaded game's topic");
         await tools.shot(alice, 'resume-reload.png');
 
         // Chromium reports each failed attempt (made while offline) on the console; those
