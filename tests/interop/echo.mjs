@@ -35,6 +35,7 @@ await node.handle(ECHO, async (stream) => {
         }
     });
     stream.addEventListener('remoteCloseWrite', () => { stream.close().catch(() => {}); });
+    stream.addEventListener('close', (e) => { if (e.error) console.error('ECHO stream closed with', e.error?.name, e.error?.message); });
 }, { maxInboundStreams: 64 });
 console.log(`READY ${node.peerId.toString()} ${node.getMultiaddrs()[0].toString()}`);
 process.stdin.on('end', () => process.exit(0));
