@@ -6,21 +6,23 @@
 //! both daemons next to a direct stream echo; how many streams and sessions one daemon
 //! holds and its memory for them; echo pipelines with at most W bytes in flight,
 //! without and with the credit extension, alone and beside a stream whose remote never
-//! reads, and the daemon's memory for credit streams (`pipeline.rs`); and each
-//! daemon's peak RSS per run.
+//! reads, and the daemon's memory for credit streams (`pipeline.rs`); a topic's
+//! fan-out to many sessions beside one stream per subscriber, and the daemon's memory
+//! per subscription (`topics.rs`); and each daemon's peak RSS per run.
 //!
 //! Every client, node and daemon is a process of its own (this binary re-executed in a
 //! role, see `roles.rs`), so the daemon's figures are its own. Every wait has a
 //! deadline, and every child dies with the bench.
 //!
 //! Flags: `--quick` (a few MiB, for CI), `--only
-//! throughput,latency,streams,sessions,pipeline`, `--bytes MIB`, `--runs N` (median of
+//! throughput,latency,streams,sessions,pipeline,topics`, `--bytes MIB`, `--runs N` (median of
 //! N throughput, latency and pipeline runs). Without `--bench` (cargo test
 //! --all-targets runs benches that way) it runs `--quick`.
 
 mod harness;
 mod pipeline;
 mod roles;
+mod topics;
 
 use std::time::Duration;
 
@@ -42,6 +44,18 @@ struct Size {
     sessions: usize,
     /// Credit streams to a never-reading remote, in the pipeline part.
     hold_streams: usize,
+    /// Subscriber sessions of a fan-out, messages timed (after a warm-up), and the
+    /// paced round's messages per second, in the topics part.
+    topic_sessions: usize,
+    topic_messages: usize,
+    topic_warmup: usize,
+    topic_pace: usize,
+    /// Idle sessions, and topics each subscribes to (the same ones for all; its own,
+    /// within the daemon's default cap of 1,024 topics), for the memory per
+    /// subscription.
+    idle_sessions: usize,
+    idle_topics: usize,
+    idle_own_topics: usize,
     runs: usize,
 }
 
@@ -57,6 +71,13 @@ impl Size {
                 peers: 4,
                 sessions: 50,
                 hold_streams: 20,
+                topic_sessions: 10,
+                topic_messages: 50,
+                topic_warmup: 5,
+                topic_pace: 200,
+                idle_sessions: 10,
+                idle_topics: 4,
+                idle_own_topics: 4,
                 runs: 1,
             }
         } else {
@@ -71,6 +92,13 @@ impl Size {
                 peers: 32,
                 sessions: 1000,
                 hold_streams: 200,
+                topic_sessions: 100,
+                topic_messages: 2000,
+                topic_warmup: 100,
+                topic_pace: 200,
+                idle_sessions: 100,
+                idle_topics: 32,
+                idle_own_topics: 10,
                 runs: 1,
             }
         }
@@ -99,8 +127,8 @@ fn main() {
     if let Some(runs) = value("--runs").and_then(|v| v.parse::<usize>().ok()) {
         size.runs = runs.max(1);
     }
-    let only =
-        value("--only").unwrap_or_else(|| "throughput,latency,streams,sessions,pipeline".into());
+    let only = value("--only")
+        .unwrap_or_else(|| "throughput,latency,streams,sessions,pipeline,topics".into());
     let wanted = |part: &str| only.split(',').any(|p| p == part);
 
     harness::watchdog(if quick { secs(10 * 60) } else { secs(45 * 60) });
@@ -164,6 +192,9 @@ fn main() {
     }
     if wanted("pipeline") {
         failed |= pipeline::run(&size, &mut table, &mut peaks);
+    }
+    if wanted("topics") {
+        failed |= topics::run(&size, &mut table, &mut peaks);
     }
 
     table.rows.push(Row::section("daemon peak RSS per run (MiB; direct: the larger node)"));

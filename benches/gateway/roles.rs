@@ -23,6 +23,8 @@ use tokio_tungstenite::{tungstenite::Message, MaybeTlsStream, WebSocketStream};
 
 /// The pipeline part's roles.
 mod pipe;
+/// The topics part's roles.
+mod topics;
 
 /// The longest a role waits for any one answer.
 const STEP: Duration = Duration::from_secs(120);
@@ -136,6 +138,9 @@ async fn run(role: &str, args: &Args, commands: &mut Commands) -> Result<()> {
         "p2p-pipe" => pipe::p2p_pipe(args).await,
         "p2p-hold" => pipe::p2p_hold(args, commands).await,
         "p2p-pipe-echo" => pipe::p2p_pipe_echo(args).await,
+        "ws-topic-sub" => topics::ws_topic_sub(args, commands).await,
+        "ws-topic-pub" => topics::ws_topic_pub(args, commands).await,
+        "ws-topic-idle" => topics::ws_topic_idle(args, commands).await,
         other => Err(format!("unknown role {other}")),
     }
 }
