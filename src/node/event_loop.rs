@@ -301,7 +301,7 @@ impl EventLoop {
                 let Some(from) = message.source else { return }; // strict: always signed
                 let seq = message.sequence_number.unwrap_or(0);
                 let data = Bytes::from(message.data);
-                self.topics.message(message.topic.as_str(), from, seq, &data, None);
+                self.topics.message(message.topic.as_str(), from, seq, data, None);
             }
             gossipsub::Event::Subscribed { peer_id, topic, .. } => {
                 self.topics.peer(topic.as_str(), peer_id, true)

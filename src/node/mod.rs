@@ -247,7 +247,7 @@ impl NodeHandle {
         let seq = tokio::time::timeout(COMMAND_TIMEOUT, work).await.unwrap_or_else(|_| {
             Err(format!("the node did not answer within {} s", COMMAND_TIMEOUT.as_secs()))
         })?;
-        self.inner.topics.message(topic, self.inner.peer_id, seq, &data, Some(session));
+        self.inner.topics.message(topic, self.inner.peer_id, seq, data, Some(session));
         Ok(seq)
     }
 

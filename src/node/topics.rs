@@ -23,6 +23,8 @@ use bytes::Bytes;
 use libp2p::{gossipsub, identity::Keypair, PeerId};
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
+use crate::protocol::ServerMsg;
+
 /// The longest topic name, in bytes.
 pub const MAX_TOPIC_LEN: usize = 256;
 /// What a topic event costs in a session's budget beyond its data.
@@ -33,9 +35,10 @@ const RPC_OVERHEAD: usize = 2048;
 
 /// What a session gets from its topics.
 pub enum TopicEvent {
-    /// A message published on `topic` by `from` (its `seq`-th), holding its share of
-    /// the session's budget until the browser has it.
-    Message { topic: Arc<str>, from: PeerId, seq: u64, data: Bytes, permit: OwnedSemaphorePermit },
+    /// A message published on `topic`, already encoded as the browser's Message (the
+    /// same bytes for every session), holding its share of the session's budget until
+    /// the browser has it.
+    Message { topic: Arc<str>, encoded: Bytes, permit: OwnedSemaphorePermit },
     /// A peer joined (or left) `topic`.
     Peer { topic: Arc<str>, peer: PeerId, joined: bool, permit: OwnedSemaphorePermit },
     /// Events of `topic` were dropped for want of room; [`TopicInbox::take_missed`]
@@ -75,11 +78,10 @@ impl TopicInbox {
         }
     }
 
-    fn message(&self, topic: &Arc<str>, from: PeerId, seq: u64, data: &Bytes) {
-        let cost = data.len() + topic.len() + EVENT_OVERHEAD;
-        if let Some(permit) = self.room(topic, cost) {
-            let (topic, data) = (topic.clone(), data.clone());
-            let _ = self.tx.send(TopicEvent::Message { topic, from, seq, data, permit });
+    fn message(&self, topic: &Arc<str>, encoded: &Bytes) {
+        if let Some(permit) = self.room(topic, encoded.len() + EVENT_OVERHEAD) {
+            let (topic, encoded) = (topic.clone(), encoded.clone());
+            let _ = self.tx.send(TopicEvent::Message { topic, encoded, permit });
         }
     }
 
@@ -145,20 +147,26 @@ impl TopicHub {
         true
     }
 
-    /// Hands a message to every session subscribed to `topic` but `except`.
+    /// Hands a message to every session subscribed to `topic` but `except`, encoded
+    /// once for all of them.
     pub(super) fn message(
         &self,
         topic: &str,
         from: PeerId,
         seq: u64,
-        data: &Bytes,
+        data: Bytes,
         except: Option<u64>,
     ) {
         let topics = lock(&self.topics);
         let Some((topic, sessions)) = topics.get_key_value(topic) else { return };
+        if sessions.keys().all(|session| Some(*session) == except) {
+            return;
+        }
+        let (name, from) = (topic.to_string(), from.to_base58());
+        let encoded = ServerMsg::TopicMessage { topic: name, from, seq, data }.encode();
         for (session, inbox) in sessions {
             if Some(*session) != except {
-                inbox.message(topic, from, seq, data);
+                inbox.message(topic, &encoded);
             }
         }
     }
@@ -234,25 +242,25 @@ mod tests {
     async fn an_inbox_takes_what_fits_and_counts_the_rest() {
         let (inbox, mut rx) = TopicInbox::new(1000);
         let topic: Arc<str> = Arc::from("t");
-        let from = PeerId::random();
-        let data = Bytes::from(vec![0u8; 400]);
-        inbox.message(&topic, from, 1, &data);
-        inbox.message(&topic, from, 2, &data);
-        inbox.message(&topic, from, 3, &data); // no room: dropped, counted
-        inbox.message(&topic, from, 4, &data);
-        let mut seqs = Vec::new();
+        let message = |n: u8| Bytes::from(vec![n; 400]);
+        for n in 1..=4 {
+            inbox.message(&topic, &message(n)); // 3 and 4: no room, dropped and counted
+        }
+        let mut got = Vec::new();
         let mut missed = 0;
         while let Ok(event) = rx.try_recv() {
             match event {
-                TopicEvent::Message { seq, .. } => seqs.push(seq),
+                TopicEvent::Message { encoded, .. } => got.push(encoded[0]),
                 TopicEvent::Missed { topic } => missed += inbox.take_missed(&topic),
                 TopicEvent::Peer { .. } => unreachable!(),
             }
         }
-        assert_eq!((seqs, missed), (vec![1, 2], 2));
+        assert_eq!((got, missed), (vec![1, 2], 2));
         // Delivered messages give their room back.
-        inbox.message(&topic, from, 5, &data);
-        assert!(matches!(rx.try_recv(), Ok(TopicEvent::Message { seq: 5, .. })));
+        inbox.message(&topic, &message(5));
+        assert!(
+            matches!(rx.try_recv(), Ok(TopicEvent::Message { encoded, .. }) if encoded[0] == 5)
+        );
     }
 
     #[test]

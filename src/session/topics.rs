@@ -132,11 +132,9 @@ impl Session {
     pub(super) fn on_topic_event(&mut self, event: TopicEvent) {
         let Some(topics) = self.topics.as_mut() else { return };
         match event {
-            TopicEvent::Message { topic, from, seq, data, permit } => {
+            TopicEvent::Message { topic, encoded, permit } => {
                 if topics.subscribed.contains(&*topic) {
-                    let (topic, from) = (topic.to_string(), from.to_base58());
-                    let msg = ServerMsg::TopicMessage { topic, from, seq, data };
-                    self.out.data(msg.encode(), permit);
+                    self.out.data(encoded, permit);
                 }
             }
             TopicEvent::Peer { topic, peer, joined, permit } => {
