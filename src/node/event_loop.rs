@@ -3,6 +3,8 @@
 //! (reservations), [`Reach`] (reachability), [`Addresses`] (what Identify tells),
 //! and the [`PeerTable`] (presence).
 
+use std::sync::Arc;
+
 use futures::StreamExt as _;
 use libp2p::{
     autonat, core::ConnectedPoint, dcutr, identify, kad, mdns, relay, swarm::SwarmEvent, upnp,
@@ -21,6 +23,7 @@ use super::{
     relay_addr::split_peer,
     relays::{Relays, RESERVATION_RETRY},
 };
+use crate::metrics::Metrics;
 
 /// Requests to the event loop.
 pub(crate) enum Command {
@@ -40,6 +43,8 @@ pub(super) struct EventLoop {
     addresses: Addresses,
     bootstrap: Vec<Multiaddr>,
     peers: PeerTable,
+    /// Fed every swarm event and the protocols' events libp2p-metrics knows.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl EventLoop {
@@ -62,7 +67,14 @@ impl EventLoop {
             addresses: Addresses::new(listening, config.relay.is_some(), addresses),
             bootstrap: config.bootstrap.clone(),
             peers,
+            metrics: None,
         }
+    }
+
+    /// Feeds `metrics` the swarm's and the protocols' events.
+    pub(super) fn counting_into(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Runs until `cancel` fires.
@@ -104,6 +116,9 @@ impl EventLoop {
     }
 
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record(&event);
+        }
         let swarm = &mut self.swarm;
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -171,6 +186,9 @@ impl EventLoop {
     }
 
     fn on_behaviour(&mut self, event: BehaviourEvent) {
+        if let Some(metrics) = &self.metrics {
+            record(metrics, &event);
+        }
         let swarm = &mut self.swarm;
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
@@ -237,5 +255,18 @@ impl EventLoop {
             },
             _ => {}
         }
+    }
+}
+
+/// Hands the protocol events libp2p-metrics knows to it (gossipsub is not in this
+/// node; relay client events have no recorder).
+fn record(metrics: &Metrics, event: &BehaviourEvent) {
+    match event {
+        BehaviourEvent::Identify(event) => metrics.record(event),
+        BehaviourEvent::Kad(event) => metrics.record(event),
+        BehaviourEvent::Ping(event) => metrics.record(event),
+        BehaviourEvent::Relay(event) => metrics.record(event),
+        BehaviourEvent::Dcutr(event) => metrics.record(event),
+        _ => {}
     }
 }

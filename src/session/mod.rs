@@ -15,6 +15,7 @@ pub mod credit;
 mod extensions;
 pub mod hub;
 pub mod listen;
+mod meter;
 pub mod outbox;
 pub mod presence;
 pub mod pump;
@@ -92,6 +93,7 @@ where
             session.run(stream, &cancel, &write_failed).await
         };
         tracing::debug!(?end, "session ending");
+        meter::ended(&shared.metrics, &end);
         // Tell the browser why, unless it left; one that does not read gets a grace
         // period to take it, farewell and queued messages together.
         let grace = if let End::Shutdown = end { SHUTDOWN_GRACE } else { GOODBYE_GRACE };
