@@ -22,6 +22,10 @@
 //!   index.html, driving the embedded `/protocol.js`): a raw stream whose reader stops
 //!   holds its writer well below the 16 MiB it writes, while a chat stream of the same
 //!   sessions goes on; once the reader reads on, all 16 MiB arrive in order.
+//! - `dashboard.mjs`: `dashboard.html` on daemon A while two sessions of A run, one
+//!   listening, one writing to a page on daemon B: it lists both sessions with their
+//!   origin, B as a direct peer, the listened protocol, a rate and the chart, and
+//!   updates without a reload. Screenshot `target/browser/dashboard.png`.
 //!
 //! The first run installs what is missing: `apt-get install chromium` (as root) when
 //! `/usr/bin/chromium` is absent, and `npm ci` in `tests/browser/` (playwright-core
@@ -178,6 +182,14 @@ fn a_held_stream_holds_only_itself_with_credit_in_chromium() {
     let b = daemon(&[]);
     node_script("credit.mjs", &[a.url(""), b.url("")]);
     assert_shots(&["credit-a.png", "credit-b.png", "credit-done.png"]);
+}
+
+#[test]
+fn the_dashboard_shows_two_sessions_and_a_transfer_in_chromium() {
+    let a = daemon(&[]);
+    let b = daemon(&[]);
+    node_script("dashboard.mjs", &[a.url(""), b.url("")]);
+    assert_shots(&["dashboard.png"]);
 }
 
 #[test]
