@@ -106,16 +106,7 @@ fn check_format(text: &str) {
 
 /// Scrapes until `done` holds.
 async fn scrape_until(addr: SocketAddr, done: impl Fn(&Metrics) -> bool) -> Metrics {
-    within("metrics", async {
-        loop {
-            let now = scrape(addr).await;
-            if done(&now) {
-                return now;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
+    poll_until("metrics", || scrape(addr), done).await
 }
 
 const IN: (&str, &str) = ("direction", "browser_to_libp2p");

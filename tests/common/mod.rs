@@ -480,9 +480,19 @@ pub async fn status_until(
     addr: SocketAddr,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    within("status", async {
+    poll_until("status", || status(addr), done).await
+}
+
+/// Asks `probe` every 50 ms until its answer satisfies `done` (within [`STEP`]), and
+/// returns that answer.
+pub async fn poll_until<T, F: std::future::Future<Output = T>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    within(what, async {
         loop {
-            let now = status(addr).await;
+            let now = probe().await;
             if done(&now) {
                 return now;
             }
