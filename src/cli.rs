@@ -96,6 +96,13 @@ pub struct Cli {
     /// reach this node through it when it is behind a NAT (repeatable)
     #[arg(long, value_name = "MULTIADDR", value_parser = crate::node::parse_relay_addr)]
     pub relay_via: Vec<Multiaddr>,
+    /// Serve /metrics (Prometheus) on HOST:PORT of its own instead of beside /status on
+    /// the HTTP port (e.g. 0.0.0.0:9464 for a Prometheus on another machine)
+    #[arg(long, value_name = "HOST:PORT", conflicts_with = "nometrics")]
+    pub metrics_addr: Option<String>,
+    /// Count nothing: no /metrics, and the dashboard shows no traffic
+    #[arg(long)]
+    pub nometrics: bool,
     /// Admit WebSocket connections from pages of this origin too (repeatable)
     #[arg(long, value_name = "ORIGIN")]
     pub allow_origin: Vec<String>,
@@ -271,6 +278,8 @@ impl Cli {
             allow_origins: self.allow_origin,
             files: self.files,
             browse: if self.nobrowse { None } else { self.browse },
+            metrics: !self.nometrics,
+            metrics_addr: self.metrics_addr,
             limits: Limits {
                 max_frame: self.max_frame,
                 max_message: self.max_frame + 64,
@@ -356,6 +365,9 @@ mod tests {
         assert!(Cli::parse_compat(["x", "--max-frame", "0"].map(String::from)).is_err());
         let most = parse(&["--max-frame", &MAX_FRAME_LIMIT.to_string()]);
         assert_eq!(most.into_config().unwrap().limits.max_message, MAX_FRAME_LIMIT + 64);
+        let metrics = parse(&["-metrics-addr", "127.0.0.1:9464"]).into_config().unwrap();
+        assert_eq!(metrics.metrics_addr.as_deref(), Some("127.0.0.1:9464"));
+        assert!(metrics.metrics && !parse(&["-nometrics"]).into_config().unwrap().metrics);
         assert!(parse(&["-browse", "chat.html", "-nobrowse"])
             .into_config()
             .unwrap()

@@ -130,6 +130,12 @@ pub struct Config {
     pub files: Vec<PathBuf>,
     /// A page to open in the browser once listening (`-browse`).
     pub browse: Option<String>,
+    /// Whether the daemon counts what it does, for `/metrics` and the dashboard
+    /// (`-nometrics` turns it off).
+    pub metrics: bool,
+    /// Serve `/metrics` on this `HOST:PORT` of its own instead of beside `/status`
+    /// (`--metrics-addr`).
+    pub metrics_addr: Option<String>,
     pub limits: Limits,
 }
 
@@ -149,6 +155,8 @@ impl Config {
             allow_origins: Vec::new(),
             files: Vec::new(),
             browse: None,
+            metrics: true,
+            metrics_addr: None,
             limits: Limits::default(),
         }
     }

@@ -10,13 +10,15 @@
 //! | [`protocol`] | the wire: messages, `/addrs/` connect strings, Ascii85. Pure, no I/O. |
 //! | [`node`] | the libp2p swarm, its event loop, keys, streams per peer |
 //! | [`session`] | one browser's control session: listeners, streams, pumps |
-//! | [`http`] | the axum router: the `/libp2p` door and the pages |
+//! | [`http`] | the axum router: the `/libp2p` door, the pages, `/status`, `/metrics` |
+//! | [`metrics`] | what the daemon counts: Prometheus families, libp2p's, the dashboard's |
 //! | [`cli`], [`config`] | flags, and what they become |
 
 pub mod cli;
 pub mod config;
 pub mod http;
 pub mod limit_log;
+pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod session;
@@ -24,7 +26,7 @@ pub mod session;
 use std::{future::Future, sync::Arc};
 
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
+use tokio_util::{sync::CancellationToken, task::AbortOnDropHandle};
 
 pub use config::{Config, Limits};
 
@@ -35,12 +37,16 @@ pub const AGENT: &str = concat!("libp2p-websocket/", env!("CARGO_PKG_VERSION"));
 
 use crate::{
     http::{AppState, Door, Pages},
+    metrics::Metrics,
     node::{NodeError, NodeSlot},
     session::Shared,
 };
 
 /// What the daemon logs once it serves, before the URL of its landing page.
 pub const READY: &str = "serving pages and /libp2p";
+/// What the daemon logs when it serves `/metrics` on an address of its own
+/// (`--metrics-addr`), before its URL.
+pub const METRICS_READY: &str = "serving /metrics";
 
 /// The host and port of the URL in the line the daemon logs once it serves
 /// (`… serving pages and /libp2p url=http://HOST:PORT/`, escape codes allowed): what
@@ -76,17 +82,31 @@ pub async fn run(
     let pages = Pages::new(&config.files)?;
     // Sessions are told to end first, so they can say goodbye over a node still running.
     let sessions = CancellationToken::new();
-    let node = Arc::new(NodeSlot::new(config.node.clone(), CancellationToken::new()));
+    let metrics = Arc::new(Metrics::new(config.metrics));
+    let node = Arc::new(NodeSlot::with_metrics(
+        config.node.clone(),
+        CancellationToken::new(),
+        metrics.clone(),
+    ));
     if let Some(key) = config.key.clone() {
         node.start(Some(key)).await?;
     }
-    let shared = Arc::new(Shared::new(node.clone(), config.limits.clone()));
+    let shared =
+        Arc::new(Shared::with_metrics(node.clone(), config.limits.clone(), metrics.clone()));
+    // `/metrics` beside `/status`, unless it has an address of its own.
+    let metrics_listener = match config.metrics_addr.as_deref().filter(|_| config.metrics) {
+        Some(addr) => Some(TcpListener::bind(addr).await?),
+        None => None,
+    };
     let state = AppState {
         shared: shared.clone(),
         door: Arc::new(Door::new(bound, config.addr_host.as_deref(), &config.allow_origins)),
         pages: Arc::new(pages),
         cancel: sessions.clone(),
+        serve_metrics: config.metrics && metrics_listener.is_none(),
     };
+    let _sampler =
+        AbortOnDropHandle::new(tokio::spawn(metrics.clone().sample_traffic(sessions.clone())));
     let page_host = if bound.ip().is_unspecified() || bound.ip().is_loopback() {
         "localhost".to_string()
     } else {
@@ -112,6 +132,13 @@ pub async fn run(
         }
     }
     let app = http::app(state);
+    let metrics_server = async {
+        let Some(listener) = metrics_listener else { return };
+        let Ok(at) = listener.local_addr() else { return };
+        let app = http::metrics::app(metrics.clone(), Door::new(at, None, &[]));
+        tracing::info!(url = %format!("http://{at}/metrics"), "{METRICS_READY}");
+        http::server::serve(listener, app, &config.limits, sessions.clone()).await
+    };
     let stopping = async {
         shutdown.await;
         tracing::info!("shutting down");
@@ -120,8 +147,9 @@ pub async fn run(
     };
     // The server returns at most HTTP_SHUTDOWN_GRACE after the signal, responses still
     // unfinished then cut.
-    let ((), stopped_at) = tokio::join!(
+    let ((), (), stopped_at) = tokio::join!(
         http::server::serve(listener, app, &config.limits, sessions.clone()),
+        metrics_server,
         stopping
     );
     // Upgraded WebSockets outlive the HTTP server: wait for the sessions' goodbyes and

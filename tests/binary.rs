@@ -109,6 +109,8 @@ fn version_and_help() {
         "--max-http-connections",
         "--http-header-timeout",
         "--http-idle-timeout",
+        "--metrics-addr",
+        "--nometrics",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }

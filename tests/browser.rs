@@ -36,6 +36,10 @@
 //!   topic falls silent gets its stream back; a page without pubsub plays in the same
 //!   game on its stream; a guest page reloaded (its session taken back, still
 //!   subscribed) unsubscribes from the state topic.
+//! - `dashboard.mjs`: `dashboard.html` on daemon A while two sessions of A run, one
+//!   listening, one writing to a page on daemon B: it lists both sessions with their
+//!   origin, B as a direct peer, the listened protocol, a rate and the chart, and
+//!   updates without a reload. Screenshot `target/browser/dashboard.png`.
 //!
 //! The first run installs what is missing: `apt-get install chromium` (as root) when
 //! `/usr/bin/chromium` is absent, and `npm ci` in `tests/browser/` (playwright-core
@@ -192,6 +196,14 @@ fn a_held_stream_holds_only_itself_with_credit_in_chromium() {
     let b = daemon(&[]);
     node_script("credit.mjs", &[a.url(""), b.url("")]);
     assert_shots(&["credit-a.png", "credit-b.png", "credit-done.png"]);
+}
+
+#[test]
+fn the_dashboard_shows_two_sessions_and_a_transfer_in_chromium() {
+    let a = daemon(&[]);
+    let b = daemon(&[]);
+    node_script("dashboard.mjs", &[a.url(""), b.url("")]);
+    assert_shots(&["dashboard.png"]);
 }
 
 #[test]

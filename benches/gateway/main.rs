@@ -8,18 +8,21 @@
 //! without and with the credit extension, alone and beside a stream whose remote never
 //! reads, and the daemon's memory for credit streams (`pipeline.rs`); a topic's
 //! fan-out to many sessions beside one stream per subscriber, and the daemon's memory
-//! per subscription (`topics.rs`); and each daemon's peak RSS per run.
+//! per subscription (`topics.rs`); and each daemon's peak RSS per run. `--only
+//! metrics` (not in the default set) compares the throughput with the daemons'
+//! metrics on and off (`metrics_cost.rs`).
 //!
 //! Every client, node and daemon is a process of its own (this binary re-executed in a
 //! role, see `roles.rs`), so the daemon's figures are its own. Every wait has a
 //! deadline, and every child dies with the bench.
 //!
 //! Flags: `--quick` (a few MiB, for CI), `--only
-//! throughput,latency,streams,sessions,pipeline,topics`, `--bytes MIB`, `--runs N` (median of
+//! throughput,latency,streams,sessions,pipeline,topics,metrics`, `--bytes MIB`, `--runs N` (median of
 //! N throughput, latency and pipeline runs). Without `--bench` (cargo test
 //! --all-targets runs benches that way) it runs `--quick`.
 
 mod harness;
+mod metrics_cost;
 mod pipeline;
 mod roles;
 mod topics;
@@ -156,7 +159,7 @@ fn main() {
             let mode = if frames { "framed 64 KiB" } else { "raw" };
             let name = format!("throughput {transport} {mode} (MB/s)");
             eprintln!("- {name}");
-            let gateway = median_of(size.runs, || throughput_gateway(&size, listen, frames));
+            let gateway = median_of(size.runs, || throughput_gateway(&size, listen, frames, &[]));
             let direct = median_of(size.runs, || throughput_direct(&size, listen, frames));
             // CPU time is counted in 10 ms ticks: meaningless for a few MiB.
             let show_cpu = size.bytes >= 64 * MIB;
@@ -195,6 +198,9 @@ fn main() {
     }
     if wanted("topics") {
         failed |= topics::run(&size, &mut table, &mut peaks);
+    }
+    if wanted("metrics") {
+        failed |= metrics_cost::run(&size, &mut table);
     }
 
     table.rows.push(Row::section("daemon peak RSS per run (MiB; direct: the larger node)"));
@@ -256,10 +262,11 @@ fn mb_per_s(bytes: u64, nanos: f64) -> f64 {
     bytes as f64 / (nanos / 1e9) / 1e6
 }
 
-/// Client A on daemon A → daemon A → daemon B → client B (listening on daemon B).
-fn throughput_gateway(size: &Size, listen: &str, frames: bool) -> Run {
-    let (daemon_a, port_a) = Proc::daemon("daemon A", &[listen], &[])?;
-    let (daemon_b, port_b) = Proc::daemon("daemon B", &[listen], &[])?;
+/// Client A on daemon A → daemon A → daemon B → client B (listening on daemon B); both
+/// daemons run with the `flags` given.
+fn throughput_gateway(size: &Size, listen: &str, frames: bool, flags: &[&str]) -> Run {
+    let (daemon_a, port_a) = Proc::daemon("daemon A", &[listen], flags)?;
+    let (daemon_b, port_b) = Proc::daemon("daemon B", &[listen], flags)?;
     let common = [
         ("proto", "/bench/throughput/1".to_string()),
         ("frames", u8::from(frames).to_string()),

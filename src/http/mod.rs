@@ -1,7 +1,10 @@
-//! The HTTP side: the `/libp2p` WebSocket upgrade behind its [`door`], and the pages.
+//! The HTTP side: the `/libp2p` WebSocket upgrade behind its [`door`], the pages,
+//! `/status` (with what the dashboard draws, from [`live`]) and `/metrics`.
 
 pub mod assets;
 pub mod door;
+pub mod live;
+pub mod metrics;
 pub mod server;
 
 use std::{net::SocketAddr, sync::Arc};
@@ -38,20 +41,28 @@ pub struct AppState {
     pub pages: Arc<Pages>,
     /// Cancelled at shutdown; each session watches a child of it.
     pub cancel: CancellationToken,
+    /// Whether `/metrics` is served here (not when counting is off, nor when it has an
+    /// address of its own).
+    pub serve_metrics: bool,
 }
 
-/// The router: `/libp2p` and the pages, with the host guard in front of both.
+/// The router: `/libp2p`, `/status`, `/metrics` and the pages, with the host guard in
+/// front of all.
 pub fn app(state: AppState) -> Router {
-    Router::new()
-        .route("/libp2p", get(upgrade))
-        .route("/status", get(status))
+    let mut router = Router::new().route("/libp2p", get(upgrade)).route("/status", get(status));
+    if state.serve_metrics {
+        let metrics = state.shared.metrics.clone();
+        router = router.route("/metrics", get(move || metrics::exposition(metrics.clone())));
+    }
+    router
         .fallback(get(page).layer(CompressionLayer::new()))
-        .layer(middleware::from_fn_with_state(state.clone(), guard_host))
+        .layer(middleware::from_fn_with_state(state.door.clone(), guard_host))
         .with_state(state)
 }
 
-async fn guard_host(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    match state.door.check_host(request.headers()) {
+/// Refuses requests whose `Host` the door does not take (DNS rebinding).
+async fn guard_host(State(door): State<Arc<Door>>, request: Request, next: Next) -> Response {
+    match door.check_host(request.headers()) {
         Ok(()) => next.run(request).await,
         Err(reason) => {
             static LOG: LimitLog = LimitLog::new();
@@ -92,6 +103,8 @@ async fn upgrade(
     let peer = Peer { loopback, origin };
     let limits = &state.shared.limits;
     let cancel = state.cancel.child_token();
+    let counted_origin =
+        headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_owned);
     // A 32 KiB read buffer instead of tungstenite's 128 KiB: a thousand idle sessions
     // should not cost 128 MiB.
     ws.read_buffer_size(32 * 1024)
@@ -101,6 +114,8 @@ async fn upgrade(
         .max_write_buffer_size((4 * limits.max_message).max(1 << 20))
         .on_upgrade(move |socket| {
             let shared = state.shared.clone();
+            // Counted per WebSocket: a resumed session's new one too.
+            let socket = shared.metrics.session(socket, counted_origin.as_deref(), loopback);
             let session = async move {
                 let mut socket: BoxSocket = Box::pin(socket);
                 let mut refused = None;
@@ -139,6 +154,7 @@ async fn status(State(state): State<AppState>) -> axum::Json<serde_json::Value> 
         "streams": shared.active_streams(),
         "listeners": shared.hub.listener_count(),
         "node": node,
+        "live": live::view(shared),
     }))
 }
 

@@ -3,6 +3,8 @@
 //! (reservations), [`Reach`] (reachability), [`Addresses`] (what Identify tells),
 //! and the [`PeerTable`] (presence).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::StreamExt as _;
 use libp2p::{
@@ -23,6 +25,7 @@ use super::{
     relays::{Relays, RESERVATION_RETRY},
     topics::{LastSeq, TopicHub},
 };
+use crate::metrics::Metrics;
 
 /// Requests to the event loop.
 pub(crate) enum Command {
@@ -52,6 +55,8 @@ pub(super) struct EventLoop {
     peers: PeerTable,
     topics: TopicHub,
     last_seq: LastSeq,
+    /// Fed every swarm event and the protocols' events libp2p-metrics knows.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// What the event loop tells the rest of the daemon through.
@@ -84,7 +89,14 @@ impl EventLoop {
             peers,
             topics,
             last_seq,
+            metrics: None,
         }
+    }
+
+    /// Feeds `metrics` the swarm's and the protocols' events.
+    pub(super) fn counting_into(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Runs until `cancel` fires.
@@ -158,6 +170,9 @@ impl EventLoop {
     }
 
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(metrics) = &self.metrics {
+            metrics.record(&event);
+        }
         let swarm = &mut self.swarm;
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
@@ -225,6 +240,9 @@ impl EventLoop {
     }
 
     fn on_behaviour(&mut self, event: BehaviourEvent) {
+        if let Some(metrics) = &self.metrics {
+            record(metrics, &event);
+        }
         let swarm = &mut self.swarm;
         match event {
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
@@ -311,5 +329,19 @@ impl EventLoop {
             }
             _ => {}
         }
+    }
+}
+
+/// Hands the protocol events libp2p-metrics knows to it (relay client events have no
+/// recorder).
+fn record(metrics: &Metrics, event: &BehaviourEvent) {
+    match event {
+        BehaviourEvent::Gossipsub(event) => metrics.record(event),
+        BehaviourEvent::Identify(event) => metrics.record(event),
+        BehaviourEvent::Kad(event) => metrics.record(event),
+        BehaviourEvent::Ping(event) => metrics.record(event),
+        BehaviourEvent::Relay(event) => metrics.record(event),
+        BehaviourEvent::Dcutr(event) => metrics.record(event),
+        _ => {}
     }
 }

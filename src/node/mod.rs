@@ -42,7 +42,7 @@ pub use relay_addr::RelayAddr;
 pub use streams::{PeerStreams, StreamSlot};
 pub use swarm::NodeError;
 
-use crate::protocol::ConnectTarget;
+use crate::{metrics::Metrics, protocol::ConnectTarget};
 use event_loop::Command;
 
 /// How long the event loop may take to answer a topic command.
@@ -111,14 +111,16 @@ impl std::fmt::Debug for NodeHandle {
 }
 
 impl NodeHandle {
-    /// Builds the swarm, starts listening and spawns the event loop.
+    /// Builds the swarm, starts listening and spawns the event loop, which feeds
+    /// `metrics` the swarm's events.
     pub async fn start(
         config: &NodeConfig,
         key: NodeKey,
         cancel: CancellationToken,
+        metrics: Arc<Metrics>,
     ) -> Result<Self, NodeError> {
         let stop = cancel.child_token();
-        let (started, event_loop) = swarm::build(config, &key).await?;
+        let (started, event_loop) = swarm::build(config, &key, metrics).await?;
         tokio::spawn(event_loop.run(stop.clone()));
         let peer_id = key.keypair.public().to_peer_id();
         tracing::info!(%peer_id, addresses = ?*started.addresses.borrow(), "libp2p node started");
@@ -294,13 +296,24 @@ impl NodeHandle {
 pub struct NodeSlot {
     config: NodeConfig,
     cancel: CancellationToken,
+    metrics: Arc<Metrics>,
     current: watch::Sender<Option<NodeHandle>>,
     starting: tokio::sync::Mutex<()>,
 }
 
 impl NodeSlot {
     pub fn new(config: NodeConfig, cancel: CancellationToken) -> Self {
-        Self { config, cancel, current: watch::channel(None).0, starting: Default::default() }
+        Self::with_metrics(config, cancel, Arc::default())
+    }
+
+    /// [`NodeSlot::new`], its node counting into the daemon's `metrics`.
+    pub fn with_metrics(
+        config: NodeConfig,
+        cancel: CancellationToken,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        let current = watch::channel(None).0;
+        Self { config, cancel, metrics, current, starting: Default::default() }
     }
 
     /// The running node, if it has started.
@@ -340,7 +353,8 @@ impl NodeSlot {
             Some(port) => self.config.with_tcp_port(port),
             None => self.config.clone(),
         };
-        let node = NodeHandle::start(&config, key, self.cancel.clone()).await?;
+        let node =
+            NodeHandle::start(&config, key, self.cancel.clone(), self.metrics.clone()).await?;
         self.current.send_replace(Some(node.clone()));
         Ok(node)
     }

@@ -2,7 +2,7 @@
 //! (waited for, so the first Identify is complete), the bootstrap peers and relays,
 //! and the event loop that will own it all. The caller spawns the loop.
 
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, sync::Arc, time::Duration};
 
 use super::yamux_frames::SplitLargeFrames;
 use futures::StreamExt as _;
@@ -20,6 +20,7 @@ use super::{
     relay_addr::split_peer,
     topics::{LastSeq, TopicHub},
 };
+use crate::metrics::Metrics;
 
 /// Incoming connections in their handshake at once.
 const PENDING_INCOMING: u32 = 128;
@@ -56,11 +57,15 @@ pub(super) struct Built {
 pub(super) async fn build(
     config: &NodeConfig,
     key: &NodeKey,
+    metrics: Arc<Metrics>,
 ) -> Result<(Built, EventLoop), NodeError> {
     let last_seq = LastSeq::default();
-    let mut swarm = build_swarm(config, key, last_seq.clone())?;
+    let mut bandwidth = metrics.transport_registry();
+    let mut swarm = build_swarm(config, key, last_seq.clone(), bandwidth.as_mut())?;
     let control = swarm.behaviour().stream.new_control();
     let addresses = listen(&mut swarm, &config.listen).await?;
+    // Only a node that started counts: a failed attempt's registry goes with it.
+    metrics.node_started(bandwidth);
     let relay_server = config.relay.is_some();
     if relay_server {
         // Whoever runs a relay says it is reachable; rust-libp2p's relay serves only
@@ -93,7 +98,8 @@ pub(super) async fn build(
         topics: topics.clone(),
         last_seq,
     };
-    let event_loop = EventLoop::new(swarm, command_rx, config, addresses, outlets);
+    let event_loop =
+        EventLoop::new(swarm, command_rx, config, addresses, outlets).counting_into(metrics);
     let built = Built {
         commands,
         control,
@@ -159,6 +165,7 @@ fn build_swarm(
     config: &NodeConfig,
     key: &NodeKey,
     last_seq: LastSeq,
+    bandwidth: Option<&mut libp2p::metrics::Registry>,
 ) -> Result<Swarm<Behaviour>, NodeError> {
     let build = |e: &dyn std::fmt::Display| NodeError::Build(e.to_string());
     let max_streams = config.max_streams_per_peer + YAMUX_HEADROOM;
@@ -174,7 +181,7 @@ fn build_swarm(
         .with_max_established_per_peer(Some(config.max_connections_per_peer))
         .with_max_pending_incoming(Some(PENDING_INCOMING))
         .with_max_pending_outgoing(Some(config.max_pending_dials));
-    let swarm = libp2p::SwarmBuilder::with_existing_identity(key.keypair.clone())
+    let transport = libp2p::SwarmBuilder::with_existing_identity(key.keypair.clone())
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux)
         .map_err(|e| build(&e))?
@@ -182,17 +189,30 @@ fn build_swarm(
         .with_dns()
         .map_err(|e| build(&e))?
         .with_relay_client(noise::Config::new, yamux)
-        .map_err(|e| build(&e))?
-        .with_behaviour(|key, relay_client| {
-            Behaviour::new(key, config, limits, relay_client, last_seq)
-                .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-        })
-        .map_err(|e| build(&e))?
-        .with_swarm_config(|c| {
-            c.with_idle_connection_timeout(idle_timeout).with_dial_concurrency_factor(
-                std::num::NonZeroU8::new(DIAL_CONCURRENCY).expect("not zero"),
-            )
-        })
-        .build();
+        .map_err(|e| build(&e))?;
+    let behaviour = |key: &libp2p::identity::Keypair, relay_client| {
+        Behaviour::new(key, config, limits, relay_client, last_seq.clone())
+            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+    };
+    let swarm_config = |c: libp2p::swarm::Config| {
+        c.with_idle_connection_timeout(idle_timeout).with_dial_concurrency_factor(
+            std::num::NonZeroU8::new(DIAL_CONCURRENCY).expect("not zero"),
+        )
+    };
+    // The builder's types differ with and without the counting transport: the same
+    // steps, twice.
+    let swarm = match bandwidth {
+        Some(registry) => transport
+            .with_bandwidth_metrics(registry)
+            .with_behaviour(behaviour)
+            .map_err(|e| build(&e))?
+            .with_swarm_config(swarm_config)
+            .build(),
+        None => transport
+            .with_behaviour(behaviour)
+            .map_err(|e| build(&e))?
+            .with_swarm_config(swarm_config)
+            .build(),
+    };
     Ok(swarm)
 }

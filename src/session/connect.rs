@@ -103,13 +103,16 @@ impl Session {
         if let Some(peer) = dialing {
             *self.connects.dialing.entry(peer).or_default() += 1;
         }
+        let metrics = self.shared.metrics.clone();
         self.connects.running.spawn(
             async move {
+                let started = std::time::Instant::now();
                 let result = node
                     .connect(&target, route, stream_protocol)
                     .await
                     .map(|connected| (target.peer, connected))
                     .map_err(|e| ConnectRefusal::Failed(Box::new(e)));
+                metrics.connect_done(started, result.is_ok());
                 ConnectOutcome { dialing, peer_text, protocol, frames, result }
             }
             .in_current_span(),
@@ -184,6 +187,7 @@ impl Session {
     }
 
     fn refuse_connect(&mut self, peer_text: String, protocol: String, error: ConnectRefusal) {
+        super::meter::connect_refused(&self.shared.metrics, &error);
         let peer_id = text::echo(peer_text);
         let error = error.to_string();
         self.out.reply(&ServerMsg::PeerConnectionRefused { peer_id, protocol, error });

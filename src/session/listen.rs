@@ -75,6 +75,7 @@ impl Session {
             Ok(()) => return self.out.reply(&ServerMsg::Listening { protocol }),
             Err(refused) => refused,
         };
+        super::meter::listen_refused(&self.shared.metrics, &refused);
         static LOG: LimitLog = LimitLog::with_burst(REFUSALS_LOGGED);
         if let Some(unlogged) = LOG.hit() {
             let protocol = text::quote(&protocol);
@@ -147,6 +148,7 @@ impl Session {
         let frames = listener.frames;
         let limit = self.shared.limits.max_streams_per_session;
         if self.streams.count() >= limit {
+            self.shared.metrics.limit_hit(crate::metrics::Limit::StreamsPerSession);
             static LOG: LimitLog = LimitLog::new();
             if let Some(unlogged) = LOG.hit() {
                 tracing::warn!(%peer, %protocol, limit, unlogged, "incoming stream refused: too many streams in session");

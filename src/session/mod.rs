@@ -17,6 +17,7 @@ mod extensions;
 pub mod hub;
 pub mod link;
 pub mod listen;
+mod meter;
 pub mod outbox;
 pub mod presence;
 pub mod pump;
@@ -97,6 +98,7 @@ pub async fn run(
             session.run(&cancel, refused).await
         };
         tracing::debug!(?end, "session ending");
+        meter::ended(&shared.metrics, &end);
         // Tell the browser why, unless it left; one that does not read gets a grace
         // period to take it, farewell and queued messages together.
         let grace = if let End::Shutdown = end { SHUTDOWN_GRACE } else { GOODBYE_GRACE };

@@ -19,7 +19,7 @@ use base64::Engine as _;
 use tokio::{sync::mpsc, time::Instant};
 
 use super::{link::BoxSocket, outbox::lock, replay::ReplayLog, GaugeGuard, Session};
-use crate::protocol::ServerMsg;
+use crate::{metrics::DetachedMeter, protocol::ServerMsg};
 
 /// Bytes of OS randomness in a token (256 bits).
 const TOKEN_BYTES: usize = 32;
@@ -140,8 +140,9 @@ pub struct Resume {
     attach: mpsc::Receiver<Attach>,
     /// While detached: when the session ends if no WebSocket comes back.
     pub(super) expires: Option<Instant>,
-    /// While detached: the session's place in the count of detached ones.
-    detached: Option<GaugeGuard>,
+    /// While detached: the session's place in the count of detached ones (for
+    /// /status, and /metrics).
+    detached: Option<(GaugeGuard, DetachedMeter)>,
 }
 
 impl Resume {
@@ -237,7 +238,7 @@ impl Session {
         if let Some(resume) = self.resume.as_mut() {
             resume.expires = Some(Instant::now() + grace);
             resume.ack_at = None;
-            resume.detached = Some(self.shared.detached.enter());
+            resume.detached = Some((self.shared.detached.enter(), self.shared.metrics.detached()));
         }
         tracing::debug!(grace_secs = grace.as_secs(), "session detached");
     }

@@ -9,7 +9,7 @@ use std::sync::{
 use tokio_util::task::TaskTracker;
 
 use super::{resume::Resumes, Hub};
-use crate::{config::Limits, node::NodeSlot};
+use crate::{config::Limits, metrics::Metrics, node::NodeSlot};
 
 /// What every session of the daemon shares.
 pub struct Shared {
@@ -29,10 +29,17 @@ pub struct Shared {
     /// Every session and every task a session leaves behind (a stream's last writes):
     /// shutdown waits for them, within its deadline.
     pub tasks: TaskTracker,
+    /// What the daemon counts (`/metrics`, the dashboard).
+    pub metrics: Arc<Metrics>,
 }
 
 impl Shared {
     pub fn new(node: Arc<NodeSlot>, limits: Limits) -> Self {
+        Self::with_metrics(node, limits, Arc::default())
+    }
+
+    /// [`Shared::new`], counting into the daemon's `metrics`.
+    pub fn with_metrics(node: Arc<NodeSlot>, limits: Limits, metrics: Arc<Metrics>) -> Self {
         Self {
             node,
             hub: Hub::default(),
@@ -43,6 +50,7 @@ impl Shared {
             detached: Gauge::default(),
             streams: Gauge::default(),
             tasks: TaskTracker::new(),
+            metrics,
         }
     }
 

@@ -180,7 +180,11 @@ impl Streams {
             self.framed_ids[word] |= 1 << bit;
         }
         let reader = tokio::spawn(read.run(rd).in_current_span());
-        let keep = (slot, self.shared.streams.enter());
+        let keep = (
+            slot,
+            self.shared.streams.enter(),
+            self.shared.metrics.stream(origin.is_some(), frames),
+        );
         let writer = self.shared.tasks.spawn(write.run(wr, queue.clone(), keep).in_current_span());
         self.conns.insert(id, Conn { origin, frames, queue, credit, reader, writer, closed });
     }
@@ -242,6 +246,10 @@ impl Streams {
         }
         self.budget.charge(cost);
         self.queue(id, data);
+        // The WebSocket is read only while not paused: a pause now began with this Data.
+        if self.paused() {
+            self.shared.metrics.backpressure_pause();
+        }
     }
 
     /// The browser's Credit for stream `id` (ignored for a stream it no longer has).

@@ -9,7 +9,11 @@ use tokio::sync::mpsc;
 
 use super::Session;
 use crate::{
-    node::topics::{TopicEvent, TopicInbox, MAX_TOPIC_LEN},
+    metrics::Limit,
+    node::{
+        topics::{TopicEvent, TopicInbox, MAX_TOPIC_LEN},
+        ConnectError,
+    },
     protocol::{text, ServerMsg},
 };
 
@@ -52,6 +56,9 @@ enum Refusal {
     TooMany(usize),
     #[error("a message of {0} bytes is over the limit of {1} bytes")]
     TooLarge(usize, usize),
+    /// The daemon's own topic limit (`--max-topics`).
+    #[error("{0}")]
+    DaemonFull(String),
     #[error("{0}")]
     Node(String),
 }
@@ -64,6 +71,9 @@ impl Session {
     }
 
     fn refuse(&self, topic: &str, refusal: Refusal) {
+        if let Refusal::TooMany(_) | Refusal::DaemonFull(_) = refusal {
+            self.shared.metrics.limit_hit(Limit::Topics);
+        }
         let topic = text::echo(topic.to_string());
         self.out.reply(&ServerMsg::TopicRefused { topic, reason: refusal.to_string() });
     }
@@ -84,10 +94,11 @@ impl Session {
         if !topics.subscribed.contains(topic) && topics.subscribed.len() >= limit {
             return Err(Refusal::TooMany(limit));
         }
-        let peers = node
-            .subscribe(topic, self.id, topics.inbox.clone())
-            .await
-            .map_err(|e| Refusal::Node(e.to_string()))?;
+        let peers =
+            node.subscribe(topic, self.id, topics.inbox.clone()).await.map_err(|e| match e {
+                ConnectError::Topics(full) => Refusal::DaemonFull(full),
+                other => Refusal::Node(other.to_string()),
+            })?;
         topics.subscribed.insert(topic.to_string());
         self.out.reply(&ServerMsg::Subscribed { topic: topic.into() });
         for peer in peers {

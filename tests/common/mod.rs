@@ -457,21 +457,24 @@ impl Client {
     }
 }
 
-/// GET /status of a daemon at `addr`, as JSON.
-pub async fn status(addr: SocketAddr) -> serde_json::Value {
+/// GET `path` of a server at `addr` with `Host: host`; its head and body.
+pub async fn http_get(addr: SocketAddr, path: &str, host: &str) -> (String, String) {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let mut tcp = within("connect", TcpStream::connect(addr)).await.unwrap();
-    let request = format!(
-        "GET /status HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nConnection: close\r\n\r\n",
-        addr.port()
-    );
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
     tcp.write_all(request.as_bytes()).await.unwrap();
     let mut response = Vec::new();
-    within("read /status", tcp.read_to_end(&mut response)).await.unwrap();
+    within("read the response", tcp.read_to_end(&mut response)).await.unwrap();
     let text = String::from_utf8(response).unwrap();
     let (head, body) = text.split_once("\r\n\r\n").expect("an HTTP response");
+    (head.to_string(), body.to_string())
+}
+
+/// GET /status of a daemon at `addr`, as JSON.
+pub async fn status(addr: SocketAddr) -> serde_json::Value {
+    let (head, body) = http_get(addr, "/status", &format!("127.0.0.1:{}", addr.port())).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    serde_json::from_str(body).expect("JSON body")
+    serde_json::from_str(&body).expect("JSON body")
 }
 
 /// Waits until the daemon's /status satisfies `done`, and returns it.
@@ -479,9 +482,19 @@ pub async fn status_until(
     addr: SocketAddr,
     done: impl Fn(&serde_json::Value) -> bool,
 ) -> serde_json::Value {
-    within("status", async {
+    poll_until("status", || status(addr), done).await
+}
+
+/// Asks `probe` every 50 ms until its answer satisfies `done` (within [`STEP`]), and
+/// returns that answer.
+pub async fn poll_until<T, F: std::future::Future<Output = T>>(
+    what: &str,
+    mut probe: impl FnMut() -> F,
+    done: impl Fn(&T) -> bool,
+) -> T {
+    within(what, async {
         loop {
-            let now = status(addr).await;
+            let now = probe().await;
             if done(&now) {
                 return now;
             }
