@@ -39,7 +39,8 @@
 //! - `dashboard.mjs`: `dashboard.html` on daemon A while two sessions of A run, one
 //!   listening, one writing to a page on daemon B: it lists both sessions with their
 //!   origin, B as a direct peer, the listened protocol, a rate and the chart, and
-//!   updates without a reload. Screenshot `target/browser/dashboard.png`.
+//!   updates without a reload; when the listener's page goes away, one session and one
+//!   waiting for its page (resume). Screenshot `target/browser/dashboard.png`.
 //!
 //! The first run installs what is missing: `apt-get install chromium` (as root) when
 //! `/usr/bin/chromium` is absent, and `npm ci` in `tests/browser/` (playwright-core

@@ -50,6 +50,7 @@ function shown() {
     return {
         updates: Number(document.body.dataset.updates),
         sessionCount: text('session-count'),
+        detached: text('detached'),
         sessions: rows('sessions').map((tr) => [...tr.cells].map((td) => td.textContent)),
         peers: rows('peers').map((tr) => ({ peer: tr.dataset.peer, path: tr.dataset.path, badge: tr.cells[1].textContent })),
         protocols: [...document.querySelectorAll('#protocols li')].map((li) => li.textContent),
@@ -132,5 +133,17 @@ await run('dashboard: two sessions and a transfer', 90_000, async (browser, tool
 
     await sender.evaluate(() => (window.sending = false));
     const sent = await sender.evaluate(() => window.sent);
+
+    // The listener's page goes away without closing its gateway (code 1001): its
+    // session waits for it (the resume extension) and the dashboard says so.
+    check(later.detached === '', `nothing waits for its page yet, got ${JSON.stringify(later.detached)}`);
+    await listener.goto('about:blank');
+    const gone = await waitFor(
+        dash,
+        shown,
+        (s) => s.sessionCount === '1' && s.detached === '+ 1 waiting for their page',
+        'the dashboard to show one session and one waiting for its page',
+    );
+    check(gone.sessions.length === 1, `one session row left, got ${JSON.stringify(gone.sessions)}`);
     console.log(`dashboard: ${seen.sessions.length} sessions, rate ${seen.rateIn}, ${sent} bytes sent`);
 });
