@@ -111,6 +111,12 @@ fn version_and_help() {
         "--http-idle-timeout",
         "--metrics-addr",
         "--nometrics",
+        "--resume-grace",
+        "--max-topics-per-session",
+        "--max-topics",
+        "--max-topic-message",
+        "--stream-window",
+        "--session-window",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}");
     }
