@@ -124,10 +124,17 @@ function chatMessages(page) {
     );
 }
 
+// A chat message's own text, exactly: the whole .message also holds the sender and the
+// time ("Bob10:01 PM" contains "b10"), so matching it would find short texts elsewhere.
+// (The texts here are letters and digits: no regex escaping needed.)
+function chatText(text) {
+    return { hasText: new RegExp(`^${text}$`) };
+}
+
 async function say(page, text) {
     await page.fill('#message', text);
     await page.click('#send');
-    await page.locator('#messages .message.mine', { hasText: text }).waitFor();
+    await page.locator('#messages .message.mine .text', chatText(text)).waitFor();
 }
 
 await run('resume: a game and a chat survive a network cut, a reload takes its listener back', 180_000, async (browser, tools) => {
@@ -190,8 +197,8 @@ await run('resume: a game and a chat survive a network cut, a reload takes its l
             await aliceSays();
             await bobSays();
         }
-        await bob.locator('#messages .message', { hasText: 'A3' }).waitFor();
-        await aliceChat.locator('#messages .message', { hasText: 'B3' }).waitFor();
+        await bob.locator('#messages .message .text', chatText('A3')).waitFor();
+        await aliceChat.locator('#messages .message .text', chatText('B3')).waitFor();
 
         // ---------------------------------------------------------------- the cut
         const seqBefore = (await carol.evaluate(gameState)).seq;
