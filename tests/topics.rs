@@ -43,7 +43,8 @@ impl PlainNode {
             loop {
                 tokio::select! {
                     Some(data) = to_publish.recv() => {
-                        swarm.behaviour_mut().publish(topic.clone(), data).unwrap();
+                        // No peer on the topic yet: the test publishes again.
+                        let _ = swarm.behaviour_mut().publish(topic.clone(), data);
                     }
                     event = swarm.select_next_some() => {
                         if let SwarmEvent::Behaviour(gossipsub::Event::Message { message, .. }) = event {
@@ -233,4 +234,41 @@ async fn the_daemon_subscribes_to_so_many_topics_and_no_more() {
     subscribe(&mut a, "t/1").await; // a's session has handled the Unsubscribe
     subscribe(&mut b, "t/3").await;
     daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_that_leaves_and_rejoins_a_topic_at_once_still_gets_its_messages() {
+    let a = Daemon::with_key(libp2p_websocket::node::NodeKey::generate()).await;
+    let (mut a1, a_id) = pubsub_session(&a).await;
+    let plain = PlainNode::dialing(full_addr(&a_id)).await;
+    let mut plain = plain;
+    subscribe(&mut a1, GAME).await;
+    // The sole subscriber leaves and comes back, again and again, without waiting: the
+    // node's network subscription must end as the last request says.
+    for _ in 0..200 {
+        a1.send(ClientMsg::Unsubscribe { topic: GAME.into() }).await;
+        a1.send(ClientMsg::Subscribe { topic: GAME.into() }).await;
+    }
+    let mut answers = 0;
+    while answers < 200 {
+        match a1.recv().await {
+            ServerMsg::Subscribed { .. } => answers += 1,
+            ServerMsg::TopicPeer { .. } => {}
+            other => panic!("expected Subscribed, got {other:?}"),
+        }
+    }
+    // The plain node sees A on the topic, and A's session gets what it publishes.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        plain.publish.send(b"still there?".to_vec()).await.unwrap();
+        match tokio::time::timeout(Duration::from_millis(500), message(&mut a1)).await {
+            Ok((_, _, data)) => {
+                assert_eq!(data, b"still there?");
+                break;
+            }
+            Err(_) => assert!(tokio::time::Instant::now() < deadline, "A left the topic for good"),
+        }
+    }
+    let _ = &mut plain.received;
+    a.stop().await;
 }

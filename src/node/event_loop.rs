@@ -34,10 +34,10 @@ pub(crate) enum Command {
     Dial { peer: PeerId, addrs: Vec<Multiaddr>, route: Route, reply: Reply },
     /// The protocols browsers listen on changed: tell connected peers (identify push).
     AnnounceProtocols,
-    /// A session subscribed to `topic`: subscribe on the network if `first`; answer
-    /// with the peers known on it.
-    Subscribe { topic: String, first: bool, reply: oneshot::Sender<Vec<PeerId>> },
-    /// The last session left `topic`.
+    /// A session subscribed to `topic`: make the network subscription follow the
+    /// sessions' (see `sync_topic`); answer with the peers known on it.
+    Subscribe { topic: String, reply: oneshot::Sender<Vec<PeerId>> },
+    /// The last session left `topic`: the same, without an answer.
     Unsubscribe { topic: String },
     /// Publish `data` on `topic` (to the network; the caller hands it to this
     /// daemon's sessions); the answer is its sequence number.
@@ -134,16 +134,12 @@ impl EventLoop {
                 let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
                 self.swarm.behaviour_mut().identify.push(peers);
             }
-            Command::Subscribe { topic, first, reply } => {
-                let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
-                let ident = gossipsub::IdentTopic::new(&topic);
-                if first {
-                    if let Err(e) = gossipsub.subscribe(&ident) {
-                        tracing::warn!(error = %e, "gossipsub subscribe failed");
-                    }
-                }
-                let hash = ident.hash();
-                let peers = gossipsub
+            Command::Subscribe { topic, reply } => {
+                let hash = self.sync_topic(&topic);
+                let peers = self
+                    .swarm
+                    .behaviour()
+                    .gossipsub
                     .all_peers()
                     .filter(|(_, topics)| topics.contains(&&hash))
                     .map(|(peer, _)| *peer)
@@ -151,8 +147,7 @@ impl EventLoop {
                 let _ = reply.send(peers);
             }
             Command::Unsubscribe { topic } => {
-                let ident = gossipsub::IdentTopic::new(topic);
-                self.swarm.behaviour_mut().gossipsub.unsubscribe(&ident);
+                self.sync_topic(&topic);
             }
             Command::Publish { topic, data, reply } => {
                 let ident = gossipsub::IdentTopic::new(topic);
@@ -310,6 +305,23 @@ impl EventLoop {
             },
             _ => {}
         }
+    }
+
+    /// Subscribes the node to `topic` on the network while some session subscribes to
+    /// it, and unsubscribes it otherwise: commands about one topic may arrive in any
+    /// order (a session that leaves and comes back at once), the sessions' state
+    /// decides. The topic's hash.
+    fn sync_topic(&mut self, topic: &str) -> gossipsub::TopicHash {
+        let ident = gossipsub::IdentTopic::new(topic);
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        if self.topics.has(topic) {
+            if let Err(e) = gossipsub.subscribe(&ident) {
+                tracing::warn!(error = %e, "gossipsub subscribe failed");
+            }
+        } else {
+            gossipsub.unsubscribe(&ident);
+        }
+        ident.hash()
     }
 
     /// Topic messages and peers, handed to the sessions subscribed (never waiting).

@@ -198,21 +198,20 @@ impl NodeHandle {
         let _ = self.inner.commands.try_send(Command::AnnounceProtocols);
     }
 
-    /// Subscribes `session` to `topic` (the node subscribes on the network for its
-    /// first session); the peers known on the topic.
+    /// Subscribes `session` to `topic` (the node subscribes on the network while some
+    /// session does); the peers known on the topic.
     pub async fn subscribe(
         &self,
         topic: &str,
         session: u64,
         inbox: topics::TopicInbox,
     ) -> Result<Vec<PeerId>, ConnectError> {
-        let first = self
-            .inner
+        self.inner
             .topics
             .join(topic, session, inbox)
             .map_err(|full| ConnectError::Topics(full.to_string()))?;
         let (reply, answer) = oneshot::channel();
-        let command = Command::Subscribe { topic: topic.into(), first, reply };
+        let command = Command::Subscribe { topic: topic.into(), reply };
         let work = async {
             self.inner.commands.send(command).await.map_err(|_| ConnectError::Stopped)?;
             answer.await.map_err(|_| ConnectError::Stopped)

@@ -119,21 +119,20 @@ impl TopicHub {
         Self { topics: Arc::default(), max }
     }
 
-    /// Subscribes `session`; `true` when it is the topic's first subscriber here (the
-    /// node then subscribes on the network).
+    /// Subscribes `session` (a new topic only while the daemon has fewer than its
+    /// maximum).
     pub(super) fn join(
         &self,
         topic: &str,
         session: u64,
         inbox: TopicInbox,
-    ) -> Result<bool, TopicsFull> {
+    ) -> Result<(), TopicsFull> {
         let mut topics = lock(&self.topics);
-        let first = !topics.contains_key(topic);
-        if first && topics.len() >= self.max {
+        if !topics.contains_key(topic) && topics.len() >= self.max {
             return Err(TopicsFull(self.max));
         }
         topics.entry(Arc::from(topic)).or_default().insert(session, inbox);
-        Ok(first)
+        Ok(())
     }
 
     /// Unsubscribes `session`; `true` when that was the topic's last subscriber here.
@@ -178,6 +177,11 @@ impl TopicHub {
         for inbox in sessions.values() {
             inbox.peer(topic, peer, joined);
         }
+    }
+
+    /// Whether some session subscribes to `topic`.
+    pub(super) fn has(&self, topic: &str) -> bool {
+        lock(&self.topics).contains_key(topic)
     }
 
     /// Topics some session subscribes to.
@@ -264,12 +268,13 @@ mod tests {
     }
 
     #[test]
-    fn the_hub_counts_first_and_last_subscribers_and_caps_the_topics() {
+    fn the_hub_counts_the_last_subscriber_and_caps_the_topics() {
         let hub = TopicHub::new(1);
         let (a, _ra) = TopicInbox::new(1000);
         let (b, _rb) = TopicInbox::new(1000);
-        assert!(hub.join("t", 1, a.clone()).unwrap());
-        assert!(!hub.join("t", 2, b).unwrap());
+        hub.join("t", 1, a.clone()).unwrap();
+        hub.join("t", 2, b).unwrap();
+        assert!(hub.has("t"));
         assert!(hub.join("u", 1, a).is_err());
         assert!(!hub.leave("t", 1));
         assert!(!hub.leave("t", 1));
