@@ -244,11 +244,12 @@ fn tcp_address_in(line: &str) -> Option<String> {
     })
 }
 
-#[test]
-fn game_lobby_finds_games_across_two_daemons_in_chromium() {
-    // A starts its node at launch (a key file), so its peer id and TCP address are in
-    // its log before any page opens; B dials it as its bootstrap peer.
-    let dir = TempDir::new("game");
+/// Daemons A and B for a two-daemon page test: A starts its node at launch (a key
+/// file), so its peer id and TCP address are in its log before any page opens; B
+/// dials it as its bootstrap peer. The temporary folder (their key files), A, B and
+/// A's peer id.
+fn two_connected_daemons(name: &str) -> (TempDir, BinDaemon, BinDaemon, String) {
+    let dir = TempDir::new(name);
     let key_a = dir.path().join("a.key");
     let key_b = dir.path().join("b.key");
     let a = daemon(&["--key-file", key_a.to_str().unwrap()]);
@@ -265,6 +266,12 @@ fn game_lobby_finds_games_across_two_daemons_in_chromium() {
         "B did not connect to A at {peer}; it printed:\n{}",
         b.output()
     );
+    (dir, a, b, peer_a)
+}
+
+#[test]
+fn game_lobby_finds_games_across_two_daemons_in_chromium() {
+    let (_dir, a, b, peer_a) = two_connected_daemons("game");
     node_script("game.mjs", &[a.url(""), b.url(""), peer_a]);
     assert_shots(&[
         "game-lobby.png",
@@ -345,48 +352,14 @@ fn chat_pages_of_the_originals_spring_and_july_2020_generations_run_in_chromium(
 
 #[test]
 fn a_game_and_a_chat_survive_a_network_cut_and_a_reload_in_chromium() {
-    // As for the game: A starts its node at launch, B dials it as its bootstrap peer.
-    let dir = TempDir::new("resume");
-    let key_a = dir.path().join("a.key");
-    let key_b = dir.path().join("b.key");
-    let a = daemon(&["--key-file", key_a.to_str().unwrap()]);
-    let peer_a = a
-        .wait_for(NODE_UP, peer_id_in)
-        .unwrap_or_else(|| panic!("A did not log its peer id; it printed:\n{}", a.output()));
-    let addr_a = a
-        .wait_for(NODE_UP, tcp_address_in)
-        .unwrap_or_else(|| panic!("A did not log its TCP address; it printed:\n{}", a.output()));
-    let peer = format!("{addr_a}/p2p/{peer_a}");
-    let b = daemon(&["--key-file", key_b.to_str().unwrap(), "-peer", &peer]);
-    assert!(
-        b.wait_for_line(&["connected to bootstrap peer", &peer_a], NODE_UP).is_some(),
-        "B did not connect to A at {peer}; it printed:\n{}",
-        b.output()
-    );
+    let (_dir, a, b, peer_a) = two_connected_daemons("resume");
     node_script("resume.mjs", &[a.url(""), b.url(""), peer_a]);
     assert_shots(&["resume-cut.png", "resume-after.png", "resume-reload.png"]);
 }
 
 #[test]
 fn game_states_go_on_a_pubsub_topic_across_two_daemons_in_chromium() {
-    // As for the game: A starts its node at launch, B dials it as its bootstrap peer.
-    let dir = TempDir::new("topics");
-    let key_a = dir.path().join("a.key");
-    let key_b = dir.path().join("b.key");
-    let a = daemon(&["--key-file", key_a.to_str().unwrap()]);
-    let peer_a = a
-        .wait_for(NODE_UP, peer_id_in)
-        .unwrap_or_else(|| panic!("A did not log its peer id; it printed:\n{}", a.output()));
-    let addr_a = a
-        .wait_for(NODE_UP, tcp_address_in)
-        .unwrap_or_else(|| panic!("A did not log its TCP address; it printed:\n{}", a.output()));
-    let peer = format!("{addr_a}/p2p/{peer_a}");
-    let b = daemon(&["--key-file", key_b.to_str().unwrap(), "-peer", &peer]);
-    assert!(
-        b.wait_for_line(&["connected to bootstrap peer", &peer_a], NODE_UP).is_some(),
-        "B did not connect to A at {peer}; it printed:\n{}",
-        b.output()
-    );
+    let (_dir, a, b, peer_a) = two_connected_daemons("topics");
     node_script("topics.mjs", &[a.url(""), b.url(""), peer_a]);
     assert_shots(&["topics-lobby.png", "topics-host.png", "topics-guest-remote.png"]);
 }
